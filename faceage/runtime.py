@@ -1,0 +1,60 @@
+"""The only module that creates onnxruntime sessions.
+
+A session is created once per model and reused; ``InferenceSession.run`` is safe to
+call from many threads at once, so estimators share theirs without a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnxruntime as ort
+
+logger = logging.getLogger(__name__)
+
+ProviderList = Sequence[str | tuple[str, dict[str, object]]]
+
+
+def default_providers() -> list[str]:
+    """CUDA when onnxruntime-gpu can use it, always ending in the CPU provider."""
+    available = ort.get_available_providers()
+    preferred = [p for p in ("CUDAExecutionProvider",) if p in available]
+    return [*preferred, "CPUExecutionProvider"]
+
+
+def create_session(
+    model: str | os.PathLike[str] | bytes,
+    *,
+    providers: ProviderList | None = None,
+    intra_op_num_threads: int | None = None,
+    inter_op_num_threads: int | None = None,
+) -> ort.InferenceSession:
+    """Create an onnxruntime session for an ONNX file path or serialized bytes.
+
+    Args:
+        model: path to an ``.onnx`` file, or its bytes.
+        providers: execution providers in order of preference; defaults to
+            :func:`default_providers`.
+        intra_op_num_threads: threads inside one operator (0 or None lets
+            onnxruntime choose, which is one per physical core).
+        inter_op_num_threads: threads across independent operators.
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: onnxruntime warnings are not the user's business
+    if intra_op_num_threads is not None:
+        options.intra_op_num_threads = int(intra_op_num_threads)
+    if inter_op_num_threads is not None:
+        options.inter_op_num_threads = int(inter_op_num_threads)
+    chosen = list(providers) if providers is not None else default_providers()
+    source: str | bytes = model if isinstance(model, bytes) else os.fspath(Path(model))
+    session = ort.InferenceSession(source, sess_options=options, providers=chosen)
+    logger.debug(
+        "onnxruntime session for %s on %s",
+        "<bytes>" if isinstance(model, bytes) else source,
+        session.get_providers(),
+    )
+    return session

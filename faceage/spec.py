@@ -1,0 +1,282 @@
+"""The registry as data: ``weights_manifest.json`` read into frozen dataclasses.
+
+Every model and detector faceage knows is described by the manifest: where its file
+lives and its sha256, what its ONNX graph takes and gives, and what it measured. Code
+never guesses a model's job from tensor shapes; it reads the spec.
+
+Input convention of every age model: float32 pixels ``(x / 255 - mean) / std`` in the
+spec's colour order, laid out ``(N, 3, H, W)`` for one crop, or ``(N, K, 3, H, W)`` for
+``K`` context crops. Outputs: ``age`` in years ``(N,)`` or ``(N, 1)``; optional
+``age_std`` in years; optional ``gender`` as the probability that the face is female.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from faceage.errors import ModelSpecError, UnknownModelError
+
+MANIFEST_FILENAME = "weights_manifest.json"
+SPEC_FILENAME = "faceage.json"
+SCHEMA_VERSION = 1
+
+Task = Literal["age", "age+gender"]
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One file: where to get it and how to check it.
+
+    Attributes:
+        filename: name of the file in the Hub repo (and in ``faceage/weights`` if bundled).
+        sha256: hex digest the bytes must have; None only for user models whose
+            ``faceage.json`` pins none.
+        size: size in bytes, or None if unknown.
+        repo_id: Hugging Face Hub repo holding the file, or None if it is never downloaded.
+        revision: pinned Hub revision (commit or tag).
+        bundled: True when the file ships inside the faceage wheel.
+    """
+
+    filename: str
+    sha256: str | None = None
+    size: int | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+    bundled: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything faceage needs to run one age model.
+
+    Attributes:
+        name: registry name, e.g. ``"c3ae"``.
+        task: ``"age"`` or ``"age+gender"``.
+        file: the ONNX file.
+        input_size: side of each square crop in pixels.
+        crop_scales: context scale of each crop (see :mod:`faceage.alignment`); one
+            entry means a single crop.
+        color_order: ``"rgb"`` or ``"bgr"`` channel order the network expects.
+        mean, std: per-channel normalisation of pixels scaled to ``[0, 1]``.
+        input_name: ONNX input name.
+        age_output, age_std_output, gender_output: ONNX output names (None if absent).
+        age_range: ``(low, high)`` ages are clipped to.
+        architecture, description, paper, license: text for people.
+        params: number of trainable parameters.
+        metrics: measured figures (MAE, CS(5), ...) with the command that measured them.
+    """
+
+    name: str
+    task: Task
+    file: WeightFile
+    input_size: int
+    crop_scales: tuple[float, ...] = (1.0,)
+    color_order: Literal["rgb", "bgr"] = "rgb"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    input_name: str = "input"
+    age_output: str = "age"
+    age_std_output: str | None = None
+    gender_output: str | None = None
+    age_range: tuple[float, float] = (0.0, 116.0)
+    architecture: str = ""
+    description: str = ""
+    paper: str = ""
+    license: str = ""
+    params: int | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_crops(self) -> int:
+        return len(self.crop_scales)
+
+    @property
+    def has_gender(self) -> bool:
+        return self.gender_output is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["metrics"] = dict(self.metrics)
+        return data
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A downloadable detector (the default RetinaFace ships in a wheel and needs none)."""
+
+    name: str
+    file: WeightFile
+    description: str = ""
+    license: str = ""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    models: Mapping[str, ModelSpec]
+    detectors: Mapping[str, DetectorSpec]
+
+    def model(self, name: str) -> ModelSpec:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise UnknownModelError(
+                f"unknown model {name!r}; choose one of {', '.join(sorted(self.models))}, "
+                "or pass 'hf-hub:owner/repo' or a directory with model.onnx + faceage.json"
+            ) from None
+
+    def detector(self, name: str) -> DetectorSpec:
+        try:
+            return self.detectors[name]
+        except KeyError:
+            raise UnknownModelError(
+                f"unknown detector {name!r}; choose 'retinaface', "
+                f"{', '.join(repr(n) for n in sorted(self.detectors))} or None"
+            ) from None
+
+
+def _require(entry: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in entry:
+        raise ModelSpecError(f"{where}: missing required field {key!r}")
+    return entry[key]
+
+
+def parse_weight_file(entry: Mapping[str, Any], where: str) -> WeightFile:
+    if not isinstance(entry, Mapping):
+        raise ModelSpecError(f"{where}: 'file' must be an object")
+    sha256 = entry.get("sha256")
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.match(sha256)):
+        raise ModelSpecError(f"{where}: sha256 must be 64 lowercase hex digits, got {sha256!r}")
+    filename = _require(entry, "filename", where)
+    if not isinstance(filename, str) or not filename or "/" in filename or "\\" in filename \
+            or filename in (".", ".."):
+        raise ModelSpecError(f"{where}: filename must be a plain file name, got {filename!r}")
+    size = entry.get("size")
+    if size is not None and (not isinstance(size, int) or size <= 0):
+        raise ModelSpecError(f"{where}: size must be a positive integer, got {size!r}")
+    return WeightFile(
+        filename=filename,
+        sha256=sha256,
+        size=size,
+        repo_id=entry.get("repo_id"),
+        revision=entry.get("revision"),
+        bundled=bool(entry.get("bundled", False)),
+    )
+
+
+def _triple(value: Any, key: str, where: str) -> tuple[float, float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise ModelSpecError(f"{where}: {key} must be a list of 3 numbers, got {value!r}")
+    try:
+        floats = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ModelSpecError(f"{where}: {key} must hold numbers, got {value!r}") from None
+    return floats[0], floats[1], floats[2]
+
+
+def parse_model_spec(name: str, entry: Mapping[str, Any], *, file: WeightFile | None = None,
+                     where: str | None = None) -> ModelSpec:
+    """Validate one manifest entry (or a ``faceage.json``) and build its :class:`ModelSpec`."""
+    where = where or f"model {name!r}"
+    if not isinstance(entry, Mapping):
+        raise ModelSpecError(f"{where}: the spec must be a JSON object")
+    task = entry.get("task", "age")
+    if task not in ("age", "age+gender"):
+        raise ModelSpecError(f"{where}: task must be 'age' or 'age+gender', got {task!r}")
+    inputs = _require(entry, "input", where)
+    outputs = entry.get("output", {})
+    if not isinstance(inputs, Mapping) or not isinstance(outputs, Mapping):
+        raise ModelSpecError(f"{where}: 'input' and 'output' must be objects")
+    size = _require(inputs, "size", where)
+    if not isinstance(size, int) or not 8 <= size <= 1024:
+        raise ModelSpecError(f"{where}: input.size must be an integer in [8, 1024], got {size!r}")
+    scales = inputs.get("crop_scales", [1.0])
+    if (not isinstance(scales, (list, tuple)) or not scales
+            or not all(isinstance(s, (int, float)) and 0.1 <= s <= 10 for s in scales)):
+        raise ModelSpecError(f"{where}: input.crop_scales must be a non-empty list of numbers "
+                             f"in [0.1, 10], got {scales!r}")
+    color_order = inputs.get("color_order", "rgb")
+    if color_order not in ("rgb", "bgr"):
+        raise ModelSpecError(f"{where}: input.color_order must be 'rgb' or 'bgr'")
+    std = _triple(inputs.get("std", [0.5, 0.5, 0.5]), "input.std", where)
+    if any(s <= 0 for s in std):
+        raise ModelSpecError(f"{where}: input.std must be positive")
+    gender_output = outputs.get("gender")
+    if task == "age+gender" and not gender_output:
+        raise ModelSpecError(f"{where}: task 'age+gender' needs output.gender")
+    if task == "age" and gender_output:
+        raise ModelSpecError(f"{where}: task 'age' must not name output.gender")
+    age_range = entry.get("age_range", [0, 116])
+    if (not isinstance(age_range, (list, tuple)) or len(age_range) != 2
+            or not float(age_range[0]) < float(age_range[1])):
+        raise ModelSpecError(f"{where}: age_range must be [low, high] with low < high")
+    weight_file = file or parse_weight_file(_require(entry, "file", where), where)
+    return ModelSpec(
+        name=name,
+        task=task,
+        file=weight_file,
+        input_size=size,
+        crop_scales=tuple(float(s) for s in scales),
+        color_order=color_order,
+        mean=_triple(inputs.get("mean", [0.5, 0.5, 0.5]), "input.mean", where),
+        std=std,
+        input_name=str(inputs.get("name", "input")),
+        age_output=str(outputs.get("age", "age")),
+        age_std_output=outputs.get("age_std"),
+        gender_output=gender_output,
+        age_range=(float(age_range[0]), float(age_range[1])),
+        architecture=str(entry.get("architecture", "")),
+        description=str(entry.get("description", "")),
+        paper=str(entry.get("paper", "")),
+        license=str(entry.get("license", "")),
+        params=entry.get("params"),
+        metrics=dict(entry.get("metrics", {})),
+    )
+
+
+def parse_manifest(data: Mapping[str, Any], where: str = MANIFEST_FILENAME) -> Manifest:
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ModelSpecError(f"{where}: schema_version must be {SCHEMA_VERSION}")
+    models = {name: parse_model_spec(name, entry) for name, entry in data.get("models", {}).items()}
+    detectors = {}
+    for name, entry in data.get("detectors", {}).items():
+        detectors[name] = DetectorSpec(
+            name=name,
+            file=parse_weight_file(_require(entry, "file", f"detector {name!r}"),
+                                   f"detector {name!r}"),
+            description=str(entry.get("description", "")),
+            license=str(entry.get("license", "")),
+        )
+    return Manifest(models=models, detectors=detectors)
+
+
+@lru_cache(maxsize=1)
+def load_manifest() -> Manifest:
+    """The manifest shipped inside the installed package."""
+    text = resources.files("faceage").joinpath(MANIFEST_FILENAME).read_text(encoding="utf-8")
+    return parse_manifest(json.loads(text))
+
+
+def load_spec_file(path: Path, *, name: str | None = None) -> ModelSpec:
+    """Read a user model's ``faceage.json``; its ONNX file is ``model.onnx`` beside it
+    unless the spec names another ``file.filename``."""
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelSpecError(f"{path}: not a readable JSON model spec ({exc})") from exc
+    if not isinstance(entry, Mapping):
+        raise ModelSpecError(f"{path}: the spec must be a JSON object")
+    file_entry = entry.get("file", {"filename": "model.onnx"})
+    weight_file = parse_weight_file(file_entry, str(path))
+    return parse_model_spec(name or str(entry.get("name", path.parent.name)), entry,
+                            file=weight_file, where=str(path))
