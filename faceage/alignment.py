@@ -73,11 +73,13 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def alignment_matrix(landmarks: np.ndarray | Sequence[Sequence[float]], *, size: int,
-                     scale: float = 1.0) -> np.ndarray:
+def alignment_matrix(
+    landmarks: np.ndarray | Sequence[Sequence[float]], *, size: int, scale: float = 1.0
+) -> np.ndarray:
     """The 2x3 matrix taking image pixels to an aligned ``size`` x ``size`` crop."""
-    return similarity_transform(np.asarray(landmarks, dtype=np.float64),
-                                template_landmarks(size, scale))
+    return similarity_transform(
+        np.asarray(landmarks, dtype=np.float64), template_landmarks(size, scale)
+    )
 
 
 def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
@@ -98,8 +100,13 @@ def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     return crop
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray | Sequence[Sequence[float]], *,
-               size: int, scale: float = 1.0) -> np.ndarray:
+def align_face(
+    image: np.ndarray,
+    landmarks: np.ndarray | Sequence[Sequence[float]],
+    *,
+    size: int,
+    scale: float = 1.0,
+) -> np.ndarray:
     """One aligned ``size`` x ``size`` crop of the face with these five landmarks.
 
     Args:
@@ -111,8 +118,13 @@ def align_face(image: np.ndarray, landmarks: np.ndarray | Sequence[Sequence[floa
     return warp_crop(image, alignment_matrix(landmarks, size=size, scale=scale), size)
 
 
-def context_crops(image: np.ndarray, landmarks: np.ndarray | Sequence[Sequence[float]], *,
-                  size: int, scales: Sequence[float]) -> np.ndarray:
+def context_crops(
+    image: np.ndarray,
+    landmarks: np.ndarray | Sequence[Sequence[float]],
+    *,
+    size: int,
+    scales: Sequence[float],
+) -> np.ndarray:
     """The same face at each of ``scales``: an array ``(len(scales), size, size, C)``."""
     if not scales:
         raise ValueError("scales must name at least one crop scale")
@@ -125,4 +137,4 @@ def crop_landmarks(width: int, height: int) -> np.ndarray:
     The image is taken to be a ``scale=1.0`` crop (as :func:`align_face` makes them),
     stretched to ``width`` x ``height``; used when detection is off.
     """
-    return (CANONICAL_LANDMARKS * np.array([width, height], dtype=np.float64))
+    return CANONICAL_LANDMARKS * np.array([width, height], dtype=np.float64)

@@ -63,8 +63,9 @@ def load_image(
     if color_order not in ("bgr", "rgb"):
         raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
     if isinstance(image, (str, os.PathLike)):
-        return decode_image(_read_file(Path(os.fsdecode(image))), source=os.fsdecode(image),
-                            max_pixels=limit)
+        return decode_image(
+            _read_file(Path(os.fsdecode(image))), source=os.fsdecode(image), max_pixels=limit
+        )
     if isinstance(image, (bytes, bytearray, memoryview)):
         return decode_image(bytes(image), source=describe_input(image), max_pixels=limit)
     if isinstance(image, np.ndarray):
@@ -78,7 +79,9 @@ def load_image(
     )
 
 
-def decode_image(data: bytes, *, source: str = "<bytes>", max_pixels: int | None = None) -> np.ndarray:
+def decode_image(
+    data: bytes, *, source: str = "<bytes>", max_pixels: int | None = None
+) -> np.ndarray:
     """Decode encoded image bytes to BGR uint8, applying the EXIF orientation."""
     limit = _env.max_pixels() if max_pixels is None else max_pixels
     if not data:
@@ -164,8 +167,9 @@ def _to_uint8(array: np.ndarray, *, source: str) -> np.ndarray:
 
 
 def _is_pil_image(obj: object) -> bool:
-    return any(cls.__module__.startswith("PIL.") and cls.__name__ == "Image"
-               for cls in type(obj).__mro__)
+    return any(
+        cls.__module__.startswith("PIL.") and cls.__name__ == "Image" for cls in type(obj).__mro__
+    )
 
 
 def _jpeg_is_truncated(data: bytes) -> bool:

@@ -158,8 +158,13 @@ def parse_weight_file(entry: Mapping[str, Any], where: str) -> WeightFile:
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256.match(sha256)):
         raise ModelSpecError(f"{where}: sha256 must be 64 lowercase hex digits, got {sha256!r}")
     filename = _require(entry, "filename", where)
-    if not isinstance(filename, str) or not filename or "/" in filename or "\\" in filename \
-            or filename in (".", ".."):
+    if (
+        not isinstance(filename, str)
+        or not filename
+        or "/" in filename
+        or "\\" in filename
+        or filename in (".", "..")
+    ):
         raise ModelSpecError(f"{where}: filename must be a plain file name, got {filename!r}")
     size = entry.get("size")
     if size is not None and (not isinstance(size, int) or size <= 0):
@@ -184,8 +189,9 @@ def _triple(value: Any, key: str, where: str) -> tuple[float, float, float]:
     return floats[0], floats[1], floats[2]
 
 
-def parse_model_spec(name: str, entry: Mapping[str, Any], *, file: WeightFile | None = None,
-                     where: str | None = None) -> ModelSpec:
+def parse_model_spec(
+    name: str, entry: Mapping[str, Any], *, file: WeightFile | None = None, where: str | None = None
+) -> ModelSpec:
     """Validate one manifest entry (or a ``faceage.json``) and build its :class:`ModelSpec`."""
     where = where or f"model {name!r}"
     if not isinstance(entry, Mapping):
@@ -201,10 +207,15 @@ def parse_model_spec(name: str, entry: Mapping[str, Any], *, file: WeightFile | 
     if not isinstance(size, int) or not 8 <= size <= 1024:
         raise ModelSpecError(f"{where}: input.size must be an integer in [8, 1024], got {size!r}")
     scales = inputs.get("crop_scales", [1.0])
-    if (not isinstance(scales, (list, tuple)) or not scales
-            or not all(isinstance(s, (int, float)) and 0.1 <= s <= 10 for s in scales)):
-        raise ModelSpecError(f"{where}: input.crop_scales must be a non-empty list of numbers "
-                             f"in [0.1, 10], got {scales!r}")
+    if (
+        not isinstance(scales, (list, tuple))
+        or not scales
+        or not all(isinstance(s, (int, float)) and 0.1 <= s <= 10 for s in scales)
+    ):
+        raise ModelSpecError(
+            f"{where}: input.crop_scales must be a non-empty list of numbers "
+            f"in [0.1, 10], got {scales!r}"
+        )
     color_order = inputs.get("color_order", "rgb")
     if color_order not in ("rgb", "bgr"):
         raise ModelSpecError(f"{where}: input.color_order must be 'rgb' or 'bgr'")
@@ -217,8 +228,11 @@ def parse_model_spec(name: str, entry: Mapping[str, Any], *, file: WeightFile | 
     if task == "age" and gender_output:
         raise ModelSpecError(f"{where}: task 'age' must not name output.gender")
     age_range = entry.get("age_range", [0, 116])
-    if (not isinstance(age_range, (list, tuple)) or len(age_range) != 2
-            or not float(age_range[0]) < float(age_range[1])):
+    if (
+        not isinstance(age_range, (list, tuple))
+        or len(age_range) != 2
+        or not float(age_range[0]) < float(age_range[1])
+    ):
         raise ModelSpecError(f"{where}: age_range must be [low, high] with low < high")
     weight_file = file or parse_weight_file(_require(entry, "file", where), where)
     return ModelSpec(
@@ -252,8 +266,9 @@ def parse_manifest(data: Mapping[str, Any], where: str = MANIFEST_FILENAME) -> M
     for name, entry in data.get("detectors", {}).items():
         detectors[name] = DetectorSpec(
             name=name,
-            file=parse_weight_file(_require(entry, "file", f"detector {name!r}"),
-                                   f"detector {name!r}"),
+            file=parse_weight_file(
+                _require(entry, "file", f"detector {name!r}"), f"detector {name!r}"
+            ),
             description=str(entry.get("description", "")),
             license=str(entry.get("license", "")),
         )
@@ -278,5 +293,6 @@ def load_spec_file(path: Path, *, name: str | None = None) -> ModelSpec:
         raise ModelSpecError(f"{path}: the spec must be a JSON object")
     file_entry = entry.get("file", {"filename": "model.onnx"})
     weight_file = parse_weight_file(file_entry, str(path))
-    return parse_model_spec(name or str(entry.get("name", path.parent.name)), entry,
-                            file=weight_file, where=str(path))
+    return parse_model_spec(
+        name or str(entry.get("name", path.parent.name)), entry, file=weight_file, where=str(path)
+    )

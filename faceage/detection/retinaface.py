@@ -95,8 +95,10 @@ def _priors(height: int, width: int) -> np.ndarray:
         centers = np.stack([(xs + 0.5) * stride, (ys + 0.5) * stride], axis=-1).reshape(-1, 1, 2)
         wh = np.array([[s, s] for s in sizes], dtype=np.float64).reshape(1, -1, 2)
         block = np.concatenate(
-            [np.broadcast_to(centers, (centers.shape[0], len(sizes), 2)),
-             np.broadcast_to(wh, (centers.shape[0], len(sizes), 2))],
+            [
+                np.broadcast_to(centers, (centers.shape[0], len(sizes), 2)),
+                np.broadcast_to(wh, (centers.shape[0], len(sizes), 2)),
+            ],
             axis=-1,
         )
         rows.append(block.reshape(-1, 4))

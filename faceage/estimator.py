@@ -1,0 +1,310 @@
+"""The public entry point: :class:`AgeEstimator` ties detection, crops and the model together.
+
+    image -> load -> detect -> align/crop -> normalise -> one batched model call -> Face
+
+Single-image :meth:`AgeEstimator.predict` raises typed errors for bad input; the batch
+and folder methods never raise for one bad image: they record it in that image's
+:class:`~faceage.results.ImageResult` and go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faceage import hub
+from faceage.alignment import crop_landmarks
+from faceage.detection import Detection, FaceDetector, get_detector
+from faceage.folders import iter_image_files
+from faceage.images import ColorOrder, ImageInput, describe_input, load_image
+from faceage.inference import AgeModel, AgeOutputs
+from faceage.preprocess import face_crops, to_input_tensor
+from faceage.results import Face, ImageResult
+from faceage.runtime import ProviderList
+from faceage.spec import ModelSpec, load_manifest
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "c3ae"
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    source: str
+    image: np.ndarray
+    detections: list[Detection]
+
+
+class AgeEstimator:
+    """Estimate the age (and gender, where the model has it) of every face in images.
+
+    Build one with :meth:`from_pretrained`; it is safe to share between threads.
+
+    Args:
+        spec: the model's spec.
+        model_path: its verified ONNX file.
+        detector: ``"retinaface"`` (default), ``"yunet"``, a detector object with
+            ``detect(bgr) -> list[Detection]``, or None when every input is already a
+            face crop (aligned like :func:`faceage.alignment.align_face` at scale 1).
+        providers: onnxruntime execution providers, e.g. ``["CPUExecutionProvider"]``.
+        intra_op_num_threads: threads per onnxruntime call (None: one per core).
+        max_faces: keep at most this many faces per image (best detection scores).
+        flip: also run each face mirrored and average (test-time augmentation).
+        max_batch_size: faces per model call.
+        detector_options: keyword arguments for the named detector, e.g.
+            ``{"score_threshold": 0.8, "min_face_size": 32, "max_side": 1280}``.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model_path: str | os.PathLike[str],
+        *,
+        detector: str | FaceDetector | None = "retinaface",
+        providers: ProviderList | None = None,
+        intra_op_num_threads: int | None = None,
+        max_faces: int | None = None,
+        flip: bool = False,
+        max_batch_size: int = 64,
+        detector_options: dict[str, object] | None = None,
+        local_files_only: bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if max_faces is not None and max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1 or None, got {max_faces}")
+        self.spec = spec
+        self.max_faces = max_faces
+        self.flip = flip
+        self.model = AgeModel(
+            spec,
+            model_path,
+            providers=providers,
+            intra_op_num_threads=intra_op_num_threads,
+            max_batch_size=max_batch_size,
+        )
+        if isinstance(detector, str) or detector is None:
+            self.detector: FaceDetector | None = get_detector(
+                detector,
+                providers=providers,
+                intra_op_num_threads=intra_op_num_threads,
+                local_files_only=local_files_only,
+                cache_dir=cache_dir,
+                **(detector_options or {}),
+            )
+        else:
+            self.detector = detector
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str = DEFAULT_MODEL,
+        *,
+        detector: str | FaceDetector | None = "retinaface",
+        providers: ProviderList | None = None,
+        intra_op_num_threads: int | None = None,
+        local_files_only: bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        weights_dir: str | os.PathLike[str] | None = None,
+        max_faces: int | None = None,
+        flip: bool = False,
+        max_batch_size: int = 64,
+        detector_options: dict[str, object] | None = None,
+    ) -> AgeEstimator:
+        """Load a registered model, a ``hf-hub:owner/repo[@revision]`` model or a local
+        directory with ``model.onnx`` + ``faceage.json``.
+
+        Weights are found in ``weights_dir``, the installed package, the Hugging Face
+        cache, or downloaded by pinned revision, and always checked against their sha256.
+        See :class:`AgeEstimator` for the other arguments.
+        """
+        if name.startswith("hf-hub:") or Path(name).is_dir():
+            spec, path = hub.resolve_user_model(
+                name, local_files_only=local_files_only, cache_dir=cache_dir
+            )
+        else:
+            spec = load_manifest().model(name)
+            path = hub.resolve_weight_file(
+                spec.file,
+                name=name,
+                local_dir=weights_dir,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+            )
+        return cls(
+            spec,
+            path,
+            detector=detector,
+            providers=providers,
+            intra_op_num_threads=intra_op_num_threads,
+            max_faces=max_faces,
+            flip=flip,
+            max_batch_size=max_batch_size,
+            detector_options=detector_options,
+            local_files_only=local_files_only,
+            cache_dir=cache_dir,
+        )
+
+    def __repr__(self) -> str:
+        detector = getattr(self.detector, "name", None) if self.detector else None
+        return f"AgeEstimator(model={self.spec.name!r}, detector={detector!r})"
+
+    # -- public API -----------------------------------------------------------------
+
+    def predict(self, image: ImageInput, *, color_order: ColorOrder = "bgr") -> list[Face]:
+        """Faces of one image, best detection score first.
+
+        Args:
+            image: path, bytes, numpy array (``color_order`` gives its channel order;
+                OpenCV arrays are BGR, PIL/imageio arrays are RGB) or PIL image.
+
+        Raises:
+            ImageNotFoundError, ImageDecodeError, ImageTooLargeError: bad input.
+        """
+        decoded = self._decode(image, color_order=color_order)
+        return self._estimate([decoded])[0]
+
+    def predict_batch(
+        self, images: Iterable[ImageInput], *, color_order: ColorOrder = "bgr"
+    ) -> list[ImageResult]:
+        """One :class:`ImageResult` per input, in order; bad inputs get an error result."""
+        return list(self._stream(images, color_order=color_order, chunk_size=32))
+
+    def predict_folder(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        recursive: bool = False,
+        chunk_size: int = 32,
+    ) -> Iterator[ImageResult]:
+        """Stream one result per image file under ``path`` (sorted), errors included."""
+        return self._stream(iter_image_files(path, recursive=recursive), chunk_size=chunk_size)
+
+    # -- pipeline -------------------------------------------------------------------
+
+    def _stream(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        color_order: ColorOrder = "bgr",
+        chunk_size: int = 32,
+    ) -> Iterator[ImageResult]:
+        chunk: list[ImageInput] = []
+        for image in images:
+            chunk.append(image)
+            if len(chunk) >= chunk_size:
+                yield from self._process_chunk(chunk, color_order)
+                chunk = []
+        if chunk:
+            yield from self._process_chunk(chunk, color_order)
+
+    def _process_chunk(
+        self, images: Sequence[ImageInput], color_order: ColorOrder
+    ) -> list[ImageResult]:
+        results: list[ImageResult | None] = [None] * len(images)
+        decoded: list[_Decoded] = []
+        positions: list[int] = []
+        for index, image in enumerate(images):
+            try:
+                decoded.append(self._decode(image, color_order=color_order))
+                positions.append(index)
+            except Exception as exc:  # one bad image never ends a batch
+                results[index] = _error_result(describe_input(image), exc)
+        try:
+            faces = self._estimate(decoded)
+        except Exception as exc:
+            logger.exception("model call failed for %d images", len(decoded))
+            faces = None
+            for index, item in zip(positions, decoded):
+                results[index] = _error_result(item.source, exc)
+        if faces is not None:
+            for index, item, found in zip(positions, decoded, faces):
+                results[index] = ImageResult(
+                    source=item.source,
+                    faces=tuple(found),
+                    width=int(item.image.shape[1]),
+                    height=int(item.image.shape[0]),
+                )
+        return [r for r in results if r is not None]
+
+    def _decode(self, image: ImageInput, *, color_order: ColorOrder) -> _Decoded:
+        pixels = load_image(image, color_order=color_order)
+        return _Decoded(describe_input(image), pixels, self._detect(pixels))
+
+    def _detect(self, image: np.ndarray) -> list[Detection]:
+        if self.detector is None:
+            height, width = image.shape[:2]
+            points = crop_landmarks(width, height)
+            return [
+                Detection(
+                    box=(0.0, 0.0, float(width), float(height)),
+                    landmarks=tuple((float(x), float(y)) for x, y in points),
+                    score=1.0,
+                )
+            ]
+        found = self.detector.detect(image)
+        return found[: self.max_faces] if self.max_faces else found
+
+    def _estimate(self, decoded: Sequence[_Decoded]) -> list[list[Face]]:
+        crops = [
+            face_crops(item.image, [np.asarray(d.landmarks) for d in item.detections], self.spec)
+            for item in decoded
+        ]
+        total = sum(len(c) for c in crops)
+        if total == 0:
+            return [[] for _ in decoded]
+        batch = np.concatenate([c for c in crops if len(c)])
+        outputs = self._run(batch)
+        results: list[list[Face]] = []
+        offset = 0
+        for item in decoded:
+            faces = [
+                _make_face(detection, outputs, offset + i)
+                for i, detection in enumerate(item.detections)
+            ]
+            offset += len(item.detections)
+            results.append(faces)
+        return results
+
+    def _run(self, crops: np.ndarray) -> AgeOutputs:
+        outputs = self.model.run(to_input_tensor(crops, self.spec))
+        if not self.flip:
+            return outputs
+        mirrored = self.model.run(to_input_tensor(crops[:, :, :, ::-1], self.spec))
+        return AgeOutputs(
+            age=(outputs.age + mirrored.age) / 2,
+            age_std=None
+            if outputs.age_std is None or mirrored.age_std is None
+            else (outputs.age_std + mirrored.age_std) / 2,
+            female_probability=None
+            if outputs.female_probability is None or mirrored.female_probability is None
+            else (outputs.female_probability + mirrored.female_probability) / 2,
+        )
+
+
+def _make_face(detection: Detection, outputs: AgeOutputs, index: int) -> Face:
+    gender = None
+    gender_probability = None
+    if outputs.female_probability is not None:
+        p_female = float(outputs.female_probability[index])
+        gender = "female" if p_female >= 0.5 else "male"
+        gender_probability = p_female if gender == "female" else 1.0 - p_female
+    return Face(
+        age=float(outputs.age[index]),
+        box=detection.box,
+        landmarks=detection.landmarks,
+        detection_score=detection.score,
+        age_std=None if outputs.age_std is None else float(outputs.age_std[index]),
+        gender=gender,
+        gender_probability=gender_probability,
+    )
+
+
+def _error_result(source: str, exc: BaseException) -> ImageResult:
+    message = str(exc) or type(exc).__name__
+    logger.warning("skipped %s: %s", source, message)
+    return ImageResult(source=source, error=message.splitlines()[0], error_type=type(exc).__name__)
