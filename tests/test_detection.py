@@ -49,7 +49,7 @@ def test_finds_faces_in_utkface(detector: RetinaFaceDetector) -> None:
             found += 1
             face = faces[0]
             assert 0.6 <= face.score <= 1.0
-            (lx, ly), (rx, ry) = face.landmarks[0], face.landmarks[1]
+            (lx, ly), (rx, _) = face.landmarks[0], face.landmarks[1]
             assert lx < rx, "the eye on the left of the picture comes first"
             x1, y1, x2, y2 = face.box
             assert x1 < lx < x2 and y1 < ly < y2
@@ -64,7 +64,7 @@ def test_large_photo_is_not_squashed(detector: RetinaFaceDetector) -> None:
     canvas[y0 : y0 + face.shape[0], x0 : x0 + face.shape[1]] = face
     found = detector.detect(canvas)
     assert found
-    expected = np.asarray(small.landmarks) + [x0, y0]
+    expected = np.asarray(small.landmarks) + np.array([x0, y0])
     # The photo is shrunk 3x for detection, so allow 4 px of the detector's frame.
     np.testing.assert_allclose(np.asarray(found[0].landmarks), expected, atol=12.0)
     width, height = found[0].width, found[0].height
