@@ -1,0 +1,383 @@
+"""Score a folder of images into a CSV or JSON-lines file that survives being cut short.
+
+A long run over a photo collection is the job most likely to be interrupted, so the
+output is written the way a resumable log is: a header first, then whole lines only,
+every chunk of images written with one ``write`` and flushed. Every file of the folder
+gets at least one row (one per face, one ``no_face`` row, or one error row), so
+``len(set(rows.path))`` always equals the number of files. Each record is exactly one
+line: control characters and undecodable bytes in file names are escaped, which keeps
+``pandas.read_csv`` / ``read_json(lines=True)``, ``wc -l`` and :func:`score_folder`'s
+own resume parser in agreement.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+from faceage.folders import iter_image_files
+from faceage.results import ImageResult
+
+if TYPE_CHECKING:
+    from faceage.draw import AnnotationWriter
+
+logger = logging.getLogger(__name__)
+
+#: Columns of every output row, in file order (guarded by tests/test_batch.py).
+OUTPUT_COLUMNS: Final = (
+    "path",
+    "face_index",
+    "no_face",
+    "age",
+    "age_std",
+    "gender",
+    "gender_probability",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "detection_score",
+    "landmarks",
+    "width",
+    "height",
+    "model",
+    "error",
+    "error_type",
+)
+
+OutputFormat = Literal["csv", "jsonl"]
+#: Called as ``progress(done, total)`` before the first image and after every chunk.
+ProgressCallback = Callable[[int, int], None]
+
+_FORMATS: Final[dict[str, OutputFormat]] = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+# C0 controls, DEL, and the characters str.splitlines() also breaks lines at.
+_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+class Estimator(Protocol):
+    """What :func:`score_folder` needs of an :class:`~faceage.AgeEstimator`."""
+
+    @property
+    def spec(self) -> Any: ...
+
+    def predict_batch(self, images: Iterable[Any]) -> list[ImageResult]: ...
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What one :func:`score_folder` run did.
+
+    Attributes:
+        out: the output file.
+        images: images scored in this run (errors included).
+        faces: faces found in them.
+        errors: images that could not be read (each has an error row).
+        no_face: images read without any face found.
+        skipped: images left alone because the output already had them (resume).
+        drawn: annotated images written (``draw_dir`` only).
+        seconds: wall time of the run.
+    """
+
+    out: str
+    images: int
+    faces: int
+    errors: int
+    no_face: int
+    skipped: int
+    drawn: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["images_per_second"] = self.images_per_second
+        return data
+
+
+def output_format(out: str | os.PathLike[str]) -> OutputFormat:
+    """``"csv"`` or ``"jsonl"`` from the suffix of ``out``.
+
+    Raises:
+        ValueError: an unknown suffix.
+    """
+    suffix = Path(os.fsdecode(out)).suffix.lower()
+    try:
+        return _FORMATS[suffix]
+    except KeyError:
+        raise ValueError(
+            f"cannot tell the output format of {os.fsdecode(out)!r}; name it *.csv or "
+            "*.jsonl (JSON lines; .ndjson and .json also work)"
+        ) from None
+
+
+def clean_text(text: str) -> str:
+    """``text`` safe to put on one line of a UTF-8 file.
+
+    Undecodable file-name bytes (kept by Python as lone surrogates) become ``\\xNN`` and
+    line-breaking control characters become ``\\xNN`` / ``\\uNNNN`` escapes; other text
+    is unchanged. The mapping is deterministic, so resumed runs match their own rows.
+    """
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _UNSAFE_CHARS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def result_rows(result: ImageResult, *, model: str) -> list[dict[str, Any]]:
+    """The output rows of one image: one per face, else one no-face or error row."""
+    base: dict[str, Any] = dict.fromkeys(OUTPUT_COLUMNS)
+    base.update(
+        path=clean_text(result.source), width=result.width, height=result.height, model=model
+    )
+    if not result.ok:
+        base.update(
+            error=clean_text(result.error or ""), error_type=clean_text(result.error_type or "")
+        )
+        return [base]
+    if not result.faces:
+        base["no_face"] = True
+        return [base]
+    rows = []
+    for index, face in enumerate(result.faces):
+        row = dict(base)
+        row.update(
+            face_index=index,
+            no_face=False,
+            age=_number(face.age, 3),
+            age_std=_number(face.age_std, 3),
+            gender=face.gender,
+            gender_probability=_number(face.gender_probability, 4),
+            x1=_number(face.box[0], 2),
+            y1=_number(face.box[1], 2),
+            x2=_number(face.box[2], 2),
+            y2=_number(face.box[3], 2),
+            detection_score=_number(face.detection_score, 4),
+            landmarks=[[_number(x, 2), _number(y, 2)] for x, y in face.landmarks],
+        )
+        rows.append(row)
+    return rows
+
+
+def _number(value: float | None, digits: int) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def encode_rows(rows: Sequence[dict[str, Any]], fmt: OutputFormat) -> str:
+    """Rows as whole lines of ``fmt`` (no header), each ending in ``\\n``."""
+    if fmt == "jsonl":
+        return "".join(
+            json.dumps({k: row[k] for k in OUTPUT_COLUMNS}, ensure_ascii=False) + "\n"
+            for row in rows
+        )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for row in rows:
+        writer.writerow([_csv_cell(row[k]) for k in OUTPUT_COLUMNS])
+    return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def _csv_header() -> str:
+    return ",".join(OUTPUT_COLUMNS) + "\n"
+
+
+def score_folder(
+    estimator: Estimator,
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    recursive: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    draw_dir: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
+    chunk_size: int = 32,
+) -> BatchSummary:
+    """Score every file under ``path`` and write one row per face to ``out``.
+
+    Args:
+        estimator: an :class:`~faceage.AgeEstimator`.
+        path: the folder of images (files in sorted order; hidden files skipped).
+        out: ``*.csv`` or ``*.jsonl`` output; columns are :data:`OUTPUT_COLUMNS`.
+        recursive: also score sub-folders.
+        resume: keep the rows already in ``out`` and score only the images it lacks. A
+            torn last line is dropped, and the last image in the file is scored again
+            (its rows may be incomplete), so each image ends up in the file exactly once.
+        overwrite: replace an existing, non-empty ``out`` (otherwise that is an error).
+        draw_dir: also write annotated copies of the images there (see
+            :class:`faceage.draw.AnnotationWriter`).
+        progress: ``progress(done, total)`` callback.
+        chunk_size: images per model call and per write.
+
+    Returns:
+        A :class:`BatchSummary`.
+
+    Raises:
+        ImageNotFoundError: ``path`` does not exist.
+        FileExistsError: ``out`` has rows and neither ``resume`` nor ``overwrite`` is set.
+        ValueError: an unknown output suffix, an existing ``out`` that is not a faceage
+            output, or an unsafe ``draw_dir``.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    started = time.perf_counter()
+    fmt = output_format(out)
+    out_path = Path(os.fsdecode(out))
+    root = Path(os.fsdecode(path))
+    if out_path.is_dir():
+        raise IsADirectoryError(f"{out_path}: is a directory; --out needs a file name")
+    files = list(iter_image_files(root, recursive=recursive))  # raises for a missing folder
+    # Neither the output file nor the annotated copies are ever scored themselves.
+    real_out = os.path.realpath(out_path)
+    real_draw = None if draw_dir is None else os.path.realpath(os.fsdecode(draw_dir))
+    inputs = []
+    for file in files:
+        real = os.path.realpath(file)
+        if real == real_out or (real_draw is not None and real.startswith(real_draw + os.sep)):
+            continue
+        inputs.append(file)
+    writer = _make_annotation_writer(draw_dir, root, inputs)  # refuses an unsafe folder
+
+    exists = out_path.exists() and out_path.stat().st_size > 0
+    if exists and not (resume or overwrite):
+        raise FileExistsError(
+            f"{out_path}: already exists; pass resume=True (--resume) to continue it or "
+            "overwrite=True (--overwrite) to replace it"
+        )
+    done: set[str] = set()
+    if resume and exists:
+        done = _prepare_resume(out_path, fmt)
+    else:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(_csv_header() if fmt == "csv" else "", encoding="utf-8")
+    todo = [file for file in inputs if _resume_key(clean_text(file)) not in done]
+    skipped = len(inputs) - len(todo)
+
+    model = str(getattr(estimator.spec, "name", ""))
+    faces = errors = no_face = drawn = 0
+    if progress is not None:
+        progress(0, len(todo))
+    with out_path.open("ab") as sink:
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start : start + chunk_size]
+            results = estimator.predict_batch(chunk)
+            if len(results) != len(chunk):  # a result per input is the estimator's contract
+                raise RuntimeError(
+                    f"estimator returned {len(results)} results for {len(chunk)} images"
+                )
+            rows: list[dict[str, Any]] = []
+            for result in results:
+                rows.extend(result_rows(result, model=model))
+                faces += len(result.faces)
+                errors += 0 if result.ok else 1
+                no_face += 1 if result.ok and not result.faces else 0
+            sink.write(encode_rows(rows, fmt).encode("utf-8"))
+            sink.flush()
+            if writer is not None:
+                drawn += sum(writer.write(result) is not None for result in results)
+            if progress is not None:
+                progress(start + len(chunk), len(todo))
+    return BatchSummary(
+        out=str(out_path),
+        images=len(todo),
+        faces=faces,
+        errors=errors,
+        no_face=no_face,
+        skipped=skipped,
+        drawn=drawn,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _make_annotation_writer(
+    draw_dir: str | os.PathLike[str] | None, root: Path, files: Sequence[str]
+) -> AnnotationWriter | None:
+    if draw_dir is None:
+        return None
+    from faceage.draw import AnnotationWriter
+
+    input_root = root if root.is_dir() else root.parent
+    return AnnotationWriter(draw_dir, input_root=input_root, inputs=files)
+
+
+def _resume_key(path_text: str) -> str:
+    return os.path.normpath(os.path.abspath(path_text))
+
+
+def _prepare_resume(out: Path, fmt: OutputFormat) -> set[str]:
+    """Cut ``out`` back to whole rows of complete images; return the resume keys it holds."""
+    data = out.read_bytes()
+    end = data.rfind(b"\n") + 1  # drop a torn last line
+    lines = data[:end].split(b"\n")[:-1]
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    first_row = 0
+    if fmt == "csv":
+        if not lines:
+            out.write_text(_csv_header(), encoding="utf-8")
+            return set()
+        header = lines[0].decode("utf-8", "replace")
+        if header != ",".join(OUTPUT_COLUMNS):
+            raise ValueError(
+                f"{out}: its header is not faceage's ({header[:80]!r}); refusing to append. "
+                "Choose another output file or pass --overwrite"
+            )
+        first_row = 1
+    paths = [
+        _row_path(line, fmt, out, number + 1)
+        for number, line in enumerate(lines[first_row:], start=first_row)
+    ]
+    # The last image's rows may be incomplete (cut between two faces): score it again.
+    keep = len(paths)
+    while keep > 0 and paths[keep - 1] == paths[-1]:
+        keep -= 1
+    with out.open("r+b") as handle:
+        handle.truncate(offsets[first_row + keep])
+    logger.info(
+        "resume %s: %d image(s) kept, %d row(s) of the last image and %d torn byte(s) dropped",
+        out,
+        len({*paths[:keep]}),
+        len(paths) - keep,
+        len(data) - end,
+    )
+    return {_resume_key(p) for p in paths[:keep]}
+
+
+def _row_path(line: bytes, fmt: OutputFormat, out: Path, number: int) -> str:
+    try:
+        text = line.decode("utf-8")
+        value = json.loads(text)["path"] if fmt == "jsonl" else next(csv.reader([text]))[0]
+        if not isinstance(value, str) or not value:
+            raise ValueError("empty path")
+        return value
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError, StopIteration):
+        raise ValueError(
+            f"{out}: line {number} is not a faceage {fmt} row; refusing to append. "
+            "Choose another output file or pass --overwrite"
+        ) from None

@@ -1,0 +1,555 @@
+"""The ``faceage`` command: a thin shell over the public API.
+
+    faceage predict IMG... [--model c3ae]          one JSON line per image on stdout
+    faceage batch DIR --out ages.csv [--resume]    CSV / JSON lines, progress on stderr
+    faceage models [--json]                        the registry as a table
+    faceage download NAME|all [--detector yunet]   pre-fetch weights for offline use
+
+Exit codes: 0 all fine; 1 some images failed, or the run itself failed (weights that
+cannot be fetched or verified); 2 a usage error (bad option, unknown model, missing
+folder). A failure is one ``faceage: error: ...`` line on stderr; ``--debug`` shows the
+traceback. This module imports nothing heavy at the top, so ``faceage --version`` and
+``--help`` answer without loading onnxruntime or OpenCV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, Final
+
+from faceage._version import __version__
+
+if TYPE_CHECKING:
+    from faceage.estimator import AgeEstimator
+    from faceage.results import ImageResult
+    from faceage.spec import ModelSpec
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+DETECTORS: Final = ("retinaface", "yunet", "none")
+PREDICT_CHUNK: Final = 16
+
+logger = logging.getLogger("faceage.cli")
+
+
+# --- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``faceage`` (also used to render ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="faceage",
+        description="Age and gender of the faces in photos, with compact ONNX models on a CPU.",
+        epilog="Exit codes: 0 ok, 1 some images (or the run) failed, 2 usage error.",
+    )
+    parser.add_argument("--version", action="version", version=f"faceage {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", help="show tracebacks and debug logs on failure"
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more to stderr (-vv for debug)"
+    )
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument(
+        "--model",
+        default="c3ae",
+        help="registered model name, 'hf-hub:owner/repo[@rev]', or a folder "
+        "with model.onnx + faceage.json (default: %(default)s)",
+    )
+    model.add_argument(
+        "--detector",
+        default="retinaface",
+        choices=DETECTORS,
+        help="face detector; 'none' when every image is a face crop (default: %(default)s)",
+    )
+    model.add_argument(
+        "--flip",
+        action="store_true",
+        help="also score each face mirrored and average (slower, steadier)",
+    )
+    model.add_argument(
+        "--max-faces",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="keep the N most confident faces per image",
+    )
+    model.add_argument(
+        "--providers",
+        type=_provider_list,
+        default=None,
+        metavar="P1,P2",
+        help="onnxruntime execution providers, in order (default: CUDA if usable, then CPU)",
+    )
+    model.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="onnxruntime threads per call (default: one per core)",
+    )
+    model.add_argument(
+        "--offline", action="store_true", help="never download weights (like HF_HUB_OFFLINE=1)"
+    )
+
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    predict = commands.add_parser(
+        "predict",
+        parents=[common, model],
+        help="faces of images, one JSON line per image",
+        description="Print one JSON line per image: source, width, height, faces (age, "
+        "gender, box, landmarks...), model; an image that cannot be read "
+        "prints an error line instead and the exit code becomes 1.",
+    )
+    predict.add_argument("images", nargs="+", metavar="IMG", help="image files")
+    predict.set_defaults(func=_cmd_predict)
+
+    batch = commands.add_parser(
+        "batch",
+        parents=[common, model],
+        help="score a folder into CSV or JSON lines",
+        description="Score every file of a folder into one row per face (or one no-face or "
+        "error row per image); the output can be resumed after an interruption.",
+    )
+    batch.add_argument("folder", metavar="DIR", help="folder of images")
+    batch.add_argument("--out", required=True, metavar="FILE", help="output file, *.csv or *.jsonl")
+    batch.add_argument("--recursive", "-r", action="store_true", help="also score sub-folders")
+    batch.add_argument(
+        "--resume", action="store_true", help="keep the images already in --out and score the rest"
+    )
+    batch.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    batch.add_argument(
+        "--draw",
+        metavar="OUTDIR",
+        default=None,
+        help="also write annotated copies of the images into OUTDIR",
+    )
+    batch.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="images per model call and per write (default: %(default)s)",
+    )
+    batch.add_argument("--no-progress", action="store_true", help="no progress on stderr")
+    batch.set_defaults(func=_cmd_batch)
+
+    models = commands.add_parser("models", parents=[common], help="list the registered models")
+    models.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    models.set_defaults(func=_cmd_models)
+
+    download = commands.add_parser(
+        "download",
+        parents=[common],
+        help="pre-fetch weights for offline use",
+        description="Fetch and verify weights into the Hugging Face cache, so later runs "
+        "work offline. NAME is a model, 'all', or 'hf-hub:owner/repo'.",
+    )
+    download.add_argument("names", nargs="*", metavar="NAME", help="models to fetch, or 'all'")
+    download.add_argument(
+        "--detector",
+        action="append",
+        default=[],
+        choices=DETECTORS[:2],
+        help="also fetch this detector (repeatable)",
+    )
+    download.add_argument(
+        "--cache-dir",
+        default=None,
+        metavar="DIR",
+        help="Hugging Face cache folder (default: $HF_HOME/hub)",
+    )
+    download.set_defaults(func=_cmd_download)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _provider_list(text: str) -> list[str]:
+    providers = [p.strip() for p in text.split(",") if p.strip()]
+    if not providers:
+        raise argparse.ArgumentTypeError("expected provider names separated by commas")
+    return providers
+
+
+# --- main -----------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``faceage`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    _configure_logging(args.verbose, args.debug)
+    try:
+        code: int = args.func(args)
+        return code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `faceage predict ... | head`: stop quietly
+        _silence_stdout()
+        return EXIT_OK
+    except Exception as exc:
+        if args.debug:
+            raise
+        _error(_one_line(exc))
+        return _exit_code(exc)
+
+
+def _configure_logging(verbose: int, debug: bool) -> None:
+    # Per-image problems are already in the output rows; the log is for more than that.
+    level = logging.DEBUG if debug or verbose > 1 else logging.INFO if verbose else logging.ERROR
+    package = logging.getLogger("faceage")
+    package.setLevel(level)
+    if not any(getattr(h, "_faceage_cli", False) for h in package.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("faceage: %(levelname)s: %(message)s"))
+        handler._faceage_cli = True  # type: ignore[attr-defined]
+        package.addHandler(handler)
+        package.propagate = False
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, KeyError) and text.startswith(("'", '"')):
+        text = text[1:-1]
+    first = text.splitlines()[0] if text else ""
+    return first or type(exc).__name__
+
+
+def _exit_code(exc: BaseException) -> int:
+    from faceage.errors import WeightsIntegrityError, WeightsNotFoundError
+
+    if isinstance(exc, (WeightsNotFoundError, WeightsIntegrityError)):
+        return EXIT_FAILED
+    if isinstance(
+        exc, (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+    ):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def _error(message: str) -> None:
+    print(f"faceage: error: {message}", file=sys.stderr, flush=True)
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout at exit; point it at devnull so that raises nothing more.
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+# --- predict and batch ----------------------------------------------------------------
+
+
+def _load_estimator(args: argparse.Namespace) -> AgeEstimator:
+    from faceage.estimator import AgeEstimator
+
+    return AgeEstimator.from_pretrained(
+        args.model,
+        detector=None if args.detector == "none" else args.detector,
+        providers=args.providers,
+        intra_op_num_threads=args.threads,
+        local_files_only=True if args.offline else None,
+        max_faces=args.max_faces,
+        flip=args.flip,
+    )
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from faceage.batch import clean_text
+
+    estimator = _load_estimator(args)
+    failed = 0
+    for start in range(0, len(args.images), PREDICT_CHUNK):
+        for result in estimator.predict_batch(args.images[start : start + PREDICT_CHUNK]):
+            failed += 0 if result.ok else 1
+            sys.stdout.write(_result_json(result, estimator.spec.name, clean_text) + "\n")
+        sys.stdout.flush()
+    if failed:
+        _error(f"{failed} of {len(args.images)} image(s) could not be read")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _result_json(result: ImageResult, model: str, clean: Callable[[str], str]) -> str:
+    data = result.to_dict()
+    data["source"] = clean(result.source)
+    data["model"] = model
+    return json.dumps(_finite(data), ensure_ascii=False)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN/inf floats as None, so every line is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from faceage.batch import output_format, score_folder
+
+    output_format(args.out)  # a bad suffix is a usage error before any model loads
+    estimator = _load_estimator(args)
+    bar = None if args.no_progress else ProgressBar(sys.stderr)
+    summary = score_folder(
+        estimator,
+        args.folder,
+        args.out,
+        recursive=args.recursive,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        draw_dir=args.draw,
+        progress=bar,
+        chunk_size=args.chunk_size,
+    )
+    if bar is not None:
+        bar.close()
+    parts = [
+        f"{summary.images} image(s)",
+        f"{summary.faces} face(s)",
+        f"{summary.no_face} without a face",
+        f"{summary.errors} error(s)",
+    ]
+    if summary.skipped:
+        parts.append(f"{summary.skipped} already done")
+    if args.draw:
+        parts.append(f"{summary.drawn} drawn into {args.draw}")
+    print(
+        f"faceage: {', '.join(parts)} in {summary.seconds:.1f} s "
+        f"({summary.images_per_second:.1f} images/s) -> {summary.out}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return EXIT_FAILED if summary.errors else EXIT_OK
+
+
+class ProgressBar:
+    """``done/total``, percent, images/s and ETA on one stderr line.
+
+    On a terminal the line is redrawn in place (``\\r``, at most 10 times a second); in a
+    CI log or a file it prints a plain line at most every ``log_interval`` seconds and at
+    the end, so logs stay short and readable.
+    """
+
+    def __init__(
+        self,
+        stream: IO[str],
+        *,
+        log_interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.interactive = bool(getattr(stream, "isatty", lambda: False)())
+        self.interval = 0.1 if self.interactive else log_interval
+        self.clock = clock
+        self.started: float | None = None
+        self.last_shown = -math.inf
+        self.width = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        if done < total and now - self.last_shown < self.interval:
+            return
+        if total == 0 and not self.interactive:
+            return
+        self.last_shown = now
+        text = self.format(done, total, now - self.started)
+        if self.interactive:
+            self.stream.write("\r" + text.ljust(self.width))
+            self.width = len(text)
+        else:
+            self.stream.write(f"faceage: {text}\n")
+        self.stream.flush()
+
+    @staticmethod
+    def format(done: int, total: int, elapsed: float) -> str:
+        percent = 100.0 * done / total if total else 100.0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = _clock_text((total - done) / rate) if rate > 0 else "?"
+        return f"{done}/{total} images {percent:5.1f}% {rate:6.1f} img/s ETA {eta}"
+
+    def close(self) -> None:
+        if self.interactive and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock_text(seconds: float) -> str:
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+# --- models and download --------------------------------------------------------------
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from faceage.spec import load_manifest
+
+    manifest = load_manifest()
+    rows = [_model_row(manifest.models[name]) for name in sorted(manifest.models)]
+    rows += [
+        {
+            "kind": "detector",
+            "name": name,
+            "task": "face detection",
+            "params": None,
+            "size_bytes": spec.file.size,
+            "mae": None,
+            "bundled": spec.file.bundled,
+            "license": spec.license,
+            "description": spec.description,
+        }
+        for name, spec in sorted(manifest.detectors.items())
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    header = ("NAME", "KIND", "TASK", "PARAMS", "SIZE", "TEST MAE", "BUNDLED")
+    table = [header] + [
+        (
+            str(row["name"]),
+            str(row["kind"]),
+            str(row["task"]),
+            _params_text(row["params"]),
+            _size_text(row["size_bytes"]),
+            "-" if row["mae"] is None else f"{row['mae']:.2f}",
+            "yes" if row["bundled"] else "no",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    if not manifest.models:
+        print("(no age models registered yet)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _model_row(spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "kind": "model",
+        "name": spec.name,
+        "task": spec.task,
+        "params": spec.params,
+        "size_bytes": spec.file.size,
+        "mae": find_mae(spec.metrics),
+        "bundled": spec.file.bundled,
+        "license": spec.license,
+        "description": spec.description,
+        "architecture": spec.architecture,
+        "input_size": spec.input_size,
+        "crops": spec.num_crops,
+        "metrics": dict(spec.metrics),
+    }
+
+
+def find_mae(metrics: Mapping[str, Any]) -> float | None:
+    """The test MAE in a model's metrics, wherever the manifest nests it (None if absent).
+
+    A key naming both ``test`` and ``mae`` wins over a bare ``mae``; nested objects
+    (``{"utkface_test": {"mae": 4.9}}``) count their parents' names.
+    """
+    found: list[tuple[int, float]] = []
+
+    def visit(node: Mapping[str, Any], trail: str) -> None:
+        for key, value in node.items():
+            name = f"{trail}/{key}".lower()
+            if isinstance(value, Mapping):
+                visit(value, name)
+            elif (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and "mae" in key.lower()
+            ):
+                found.append((0 if "test" in name else 1, float(value)))
+
+    visit(metrics, "")
+    return min(found, key=lambda item: item[0])[1] if found else None
+
+
+def _params_text(params: Any) -> str:
+    if not isinstance(params, int):
+        return "-"
+    if params >= 1_000_000:
+        return f"{params / 1e6:.2f}M"
+    if params >= 1_000:
+        return f"{params / 1e3:.1f}K"
+    return str(params)
+
+
+def _size_text(size: Any) -> str:
+    if not isinstance(size, int):
+        return "-"
+    if size >= 1 << 20:
+        return f"{size / (1 << 20):.1f} MB"
+    return f"{size / 1024:.0f} KB"
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from faceage import hub
+    from faceage.spec import load_manifest
+
+    if not args.names and not args.detector:
+        raise ValueError("name a model to download, 'all', or --detector yunet")
+    manifest = load_manifest()
+    names: list[str] = []
+    for name in args.names:
+        names += (
+            [*sorted(manifest.models), *sorted(manifest.detectors)] if name == "all" else [name]
+        )
+    names += args.detector
+    kwargs: dict[str, Any] = {}
+    if args.cache_dir is not None:
+        kwargs["cache_dir"] = args.cache_dir
+    for name in _unique(names):
+        paths = hub.download(name, **kwargs)
+        if not paths:
+            print(f"{name}\t(ships inside an installed package; verified)")
+        for path in paths:
+            print(f"{name}\t{path}")
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def _unique(items: Sequence[str]) -> Iterator[str]:
+    seen: set[str] = set()
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            yield item
