@@ -29,7 +29,9 @@ from typing import Any
 
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import (
+
+# huggingface_hub.utils re-exports these in every version faceage supports (>= 0.23).
+from huggingface_hub.utils import (  # type: ignore[attr-defined]
     EntryNotFoundError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
@@ -72,12 +74,15 @@ atexit.register(_resource_files.close)
 # --- the Hugging Face environment, read at call time -------------------------------------
 
 
+def _offline_since_import() -> bool:
+    return bool(getattr(hf_constants, "HF_HUB_OFFLINE", False))
+
+
 def hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` is set now (or was set when huggingface_hub loaded)."""
-    raw = os.environ.get("HF_HUB_OFFLINE")
-    if raw is not None:
-        return raw.strip().upper() in _TRUE_VALUES
-    return bool(hf_constants.HF_HUB_OFFLINE)
+    """True when ``HF_HUB_OFFLINE`` is set now, or was set when huggingface_hub loaded
+    (it then refuses every request whatever the environment says later)."""
+    raw = os.environ.get("HF_HUB_OFFLINE", "")
+    return raw.strip().upper() in _TRUE_VALUES or _offline_since_import()
 
 
 def hub_cache_dir() -> Path:
@@ -245,11 +250,18 @@ def _resolve_from_hub(
                 )
             replaced_bad_copy = True
     if offline:
-        reason = "HF_HUB_OFFLINE is set" if hub_offline() else "local_files_only=True"
+        if not hub_offline():
+            reason = "local_files_only=True"
+        elif os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE_VALUES:
+            reason = "HF_HUB_OFFLINE is set; unset it to let faceage download"
+        else:
+            reason = (
+                "HF_HUB_OFFLINE was set when huggingface_hub was imported; start a new "
+                "Python process without it to let faceage download"
+            )
         raise WeightsNotFoundError(
             f"{file.filename} of {name!r} ({where}) is not in the Hugging Face cache "
-            f"{cache} and downloads are off ({reason}). {_download_hint(name)} "
-            "Unset HF_HUB_OFFLINE to let faceage download it."
+            f"{cache} and downloads are off ({reason}). {_download_hint(name)}"
         )
     logger.info("downloading %s of %r from %s", file.filename, name, where)
     try:

@@ -116,6 +116,19 @@ def test_offline_set_after_import_is_honoured(
     assert resolve().read_bytes() == YUNET_BYTES
 
 
+def test_offline_since_import_says_so(
+    yunet_hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # huggingface_hub saw "offline" at import and keeps refusing requests; the environment
+    # no longer says so. faceage does not try, and explains.
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsNotFoundError, match="when huggingface_hub was imported"):
+        resolve()
+    assert yunet_hub.state.requests == []
+
+
 def test_hf_home_set_after_import_is_honoured(
     tmp_path: Path, seed_hub_cache: SeedCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
