@@ -23,9 +23,8 @@ import re
 import sys
 import threading
 from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
@@ -47,6 +46,9 @@ from faceage.errors import (
     WeightsNotFoundError,
 )
 from faceage.spec import SPEC_FILENAME, ModelSpec, WeightFile, load_manifest, load_spec_file
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable  # Python >= 3.11; typing only
 
 logger = logging.getLogger(__name__)
 
