@@ -1,0 +1,181 @@
+"""Write ``training/cards/NAME.md`` from the config, results and export of one model.
+
+    python -m training.cards c3ae
+
+Numbers come only from ``training/results/NAME.json`` (written by train and export), so
+a card never says what was not measured. Architecture choices live in ``CHOICES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from training.models import ARCHITECTURES
+from training.train import RESULTS_DIR, load_config
+
+CARDS_DIR = Path(__file__).resolve().parent / "cards"
+
+CHOICES: dict[str, str] = {
+    "c3ae": """\
+- Table 1 of the paper (text extraction is partly garbled) read as: Conv1..Conv4 3x3x32
+  without padding (64 -> 62 -> 31 -> 29 -> 14 -> 12 -> 6 -> 4), BN + ReLU, 2x2 average
+  pooling after the first three ("BRA"), Conv5 1x1x32.
+- SE modules (squeeze factor 2, as the paper recommends for small models) after each of
+  the four BN + ReLU blocks.
+- Each crop's 4x4x32 Conv5 map is average-pooled to 2x2x32 (128 values) before the three
+  crops are concatenated (384 values); with a full 4x4 flatten the model would have 54K
+  parameters, with global pooling 35K; 2x2 gives 39.1K against the paper's 39.7K.
+- Bins every K = 10 years at 0, 10, ..., 120 (13 bins) so every UTKFace age has two
+  adjacent bins; W2 (bins -> age) is initialised to the bin centres and trained.
+- Loss: 10 * KL(two-point target || predicted bins) + L1(age); the paper's optional L1
+  penalty on W1 is not used.""",
+    "ssrnet": """\
+- SSR-Net(3,3,3) as in Figure 1: streams of four 3x3 "valid" conv blocks (32 channels,
+  BN, ReLU, avg-pool / 16 channels, BN, Tanh, max-pool; no pooling after block 4);
+  stage 1 reads block 4 (4x4), stage 2 block 2 (pooled 4x4 -> 3x3), stage 3 block 1
+  (pooled 8x8 -> 3x3); fusion blocks with 1x1 convs to 10 channels.
+- lambda_eta = lambda_delta = 0.25; the range V is 116 (UTKFace's oldest age) instead of
+  the paper's 101.
+- 40.3K trainable parameters; the paper's 40.9K also counts BatchNorm running statistics.
+- Loss: L1 (MAE).""",
+    "ssrnet-gender": """\
+- The gender net is SSR-Net(3,3,3) with V = 1, trained with a squared error against
+  0 (male) / 1 (female) so its output estimates P(female); the graph clips it to [0, 1].
+- The exported graph packs the `ssrnet` age net and this gender net side by side
+  (two x 40.3K parameters); its age output is exactly `ssrnet`'s.""",
+    "hsrnet": """\
+- HSR(30,15) as in Tables 1, 2 and 4: six 3x3 convs with zero padding, BN + ReLU,
+  avg-pool after convs 2, 4 and 6; the three crops share the convs and are concatenated
+  to 8x8x90; two homologous stages (H, L) on the last conv with 4x4 adaptive pooling.
+- Convolutions before BN have no bias (BN's shift replaces it).
+- Left end-points start at i * 116 / 15 (stage H) and i * 116 / 225 (stage L) and are
+  trained (the paper's dynamic range). Loss: MAE.
+- 53.6K parameters by the tables' layer list; the paper reports 50.2K.""",
+    "sephsrnet": """\
+- SepHSR(90,30) as in Tables 2-4: a 3x3 conv, then five depthwise 3x3 + pointwise 1x1
+  + BN + ReLU layers, avg-pool after every second layer; shared by the three crops.
+- The tables' layer list with 4x4 adaptive pooling in the stages would give 102K
+  parameters against the paper's 75.7K; we pool to 2x2 instead (79.0K), the one
+  change that lands within 10% of the published count.
+- Left end-points start at i * 116 / 30 and i * 116 / 900 and are trained. Loss: MAE.""",
+    "sephsrnet-tiny": """\
+- SepHSR(30,10) as in Tables 2-4 with 4x4 adaptive pooling in both stages (12.9K
+  parameters against the paper's 13.1K).
+- Left end-points start at i * 116 / 10 and i * 116 / 100 and are trained. Loss: MAE.""",
+    "agegendernet": """\
+- Four 3x3 convs with "same" padding (64 / 128 / 256 / 512) + BN + ReLU + 2x2 max-pool
+  (64 -> 4), FC 8192 -> 512 -> 512 with ReLU and dropout 0.5, FC 512 -> 2.
+- Joint L2 loss on (age / 116, gender) with gender 0 = male, 1 = female; the graph's
+  gender output is the regressed value clipped to [0, 1].""",
+    "mobileagenet": """\
+- MobileNetV3-Large backbone written from Howard et al. (2019), Table 1; head
+  960 -> 256 (h-swish, dropout 0.2), age = 116 * sigmoid(256 -> 1), gender logit.
+- Not trained in this session: at 224 px on a 2-core CPU one epoch of UTKFace takes
+  hours, and no ImageNet weights can be downloaded here.""",
+}
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def write_card(name: str) -> Path:
+    config = load_config(name)
+    results = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+    export = results.get("export", {})
+    info = config["manifest"]
+    metrics = results.get("metrics", {})
+    onnx_metrics = export.get("onnxruntime_metrics", {})
+    meta = results["data"]["crop_cache"]
+    per_split = meta["per_split"]
+    file_info = export.get("file", {})
+    paper_params = ARCHITECTURES[config["architecture"]][1]
+    lines = [
+        f"# {name}",
+        "",
+        f"{info['description']}",
+        "",
+        f"- **Paper:** {info['paper']}",
+        f"- **Architecture:** {info['architecture']}",
+        f"- **Parameters:** {export.get('params', results['params']):,} "
+        f"(paper: {paper_params:,} per net)",
+        f"- **File:** `faceage/weights/{file_info.get('filename', name + '.onnx')}`, "
+        f"{file_info.get('size', 0) / 1024:.1f} KiB, ONNX opset {export.get('opset', '?')}, "
+        f"sha256 `{file_info.get('sha256', '?')}`",
+        f"- **Input:** `input` float32, {len(config['crop_scales'])} crop(s) of "
+        f"{config['input_size']}x{config['input_size']} at scales {config['crop_scales']}, RGB, "
+        "(x/255 - 0.5) / 0.5",
+        f"- **Output:** `age` in years clipped to [0, 116]"
+        + (", `gender` = P(female)" if info["task"] == "age+gender" else ""),
+        "- **Licence:** weights trained on UTKFace: non-commercial research only (UTKFace terms).",
+        "",
+        "## Choices where the paper is vague",
+        "",
+        CHOICES.get(name, "- none"),
+        "",
+        "## Data",
+        "",
+        "UTKFace aligned-and-cropped chips with the fixed split of `labels.csv`: "
+        f"{per_split['train']['images']} train, {per_split['val']['images']} val, "
+        f"{per_split['test']['images']} test. Trained on train, chosen on val (best epoch), "
+        "evaluated once on test.",
+        "",
+        "Crops were made by faceage itself (`python -m training.data`): RetinaFace "
+        "(default settings), best-scoring face, `faceage.alignment.context_crops` at "
+        f"scales {meta['scales']}, {meta['size']} px. Detector failures: "
+        f"{per_split['train']['not_detected']} train, {per_split['val']['not_detected']} val, "
+        f"{per_split['test']['not_detected']} test images had no face found; they were "
+        "cropped as if the chip were an aligned crop (`faceage.alignment.crop_landmarks`), "
+        "and kept (test figures on detected faces only are in the results file).",
+        "",
+        "## Training",
+        "",
+        f"- `python -m training.train {name}` then `python -m training.export {name}` "
+        f"(config `training/configs/{name}.json`, seed {results['seed']}).",
+        f"- {results['epochs']} epochs (best val at epoch {results['best_epoch']}), batch "
+        f"{config['batch_size']}, {config['optimizer']} lr {config['lr']} with warm-up and "
+        f"cosine decay, weight decay {config['weight_decay']}, from scratch (no pre-training).",
+        "- Augmentation (same transform for all crops of a face): horizontal flip, shift "
+        f"±{config['augment']['max_shift']:.0%}, scale ±{config['augment']['max_scale']:.0%}, "
+        f"rotation ±{config['augment']['max_rotation_deg']}°, brightness / contrast / "
+        f"saturation ±{config['augment']['brightness']:.0%}.",
+        f"- {results.get('seconds_per_epoch')} s per epoch (median) on 2 shared CPU cores.",
+        "",
+        "## Results (UTKFace, faceage's cached crops)",
+        "",
+        "| split | MAE (years) | CS(5) | gender accuracy | evaluated with |",
+        "|---|---|---|---|---|",
+    ]
+    for split in ("val", "test"):
+        for source, table in (("PyTorch", metrics), ("onnxruntime", onnx_metrics)):
+            row = table.get(split)
+            if row:
+                lines.append(f"| {split} | {_fmt(row.get('mae'))} | {_fmt(row.get('cs5'), 3)} | "
+                             f"{_fmt(row.get('gender_accuracy'), 3)} | {source} |")
+    parity = export.get("parity", {})
+    lines += [
+        "",
+        f"Export parity on {parity.get('faces', '?')} val faces: max |age difference| "
+        f"PyTorch vs onnxruntime {parity.get('max_abs_age_diff_years', float('nan')):.2e} years.",
+        "These are figures on cached crops; the full `faceage` pipeline (detection at "
+        "inference) is measured by `benchmarks/`.",
+        "",
+    ]
+    CARDS_DIR.mkdir(exist_ok=True)
+    path = CARDS_DIR / f"{name}.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write a model card from measured results.")
+    parser.add_argument("names", nargs="+")
+    for name in parser.parse_args().names:
+        print(write_card(name))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Export a trained model to ONNX under faceage's contract and register it.
+
+    python -m training.export c3ae
+
+- graph: input ``input`` float32 ``(N, 3, S, S)`` or ``(N, K, 3, S, S)`` of RGB pixels
+  ``(x / 255 - mean) / std``; output ``age`` ``(N,)`` in years clipped to [0, 116] and,
+  for joint models, ``gender`` ``(N,)`` = P(female); opset 17; dynamic batch axis;
+- parity: 256 val faces normalised in numpy exactly as the contract says must give
+  ages within 0.01 years (and gender within 1e-3) of PyTorch's;
+- writes ``faceage/weights/NAME.onnx``, evaluates it with onnxruntime on the cached val
+  and test crops, adds that to ``training/results/NAME.json`` and updates the model's
+  entry in the ``models`` section of ``weights_manifest.json`` (never ``detectors``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from training.data import REPO_ROOT
+from training.models import ExportGraph, build_model, count_params
+from training.train import RESULTS_DIR, RUNS_DIR, CachedSplit, load_config, metrics
+
+WEIGHTS_DIR = REPO_ROOT / "faceage" / "weights"
+MANIFEST = REPO_ROOT / "weights_manifest.json"
+OPSET = 17
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)
+PARITY_FACES = 256
+MAX_AGE_DIFF = 0.01
+MAX_GENDER_DIFF = 1e-3
+LICENSE = "Weights trained on UTKFace: non-commercial research only (UTKFace terms)"
+REVISION = "v0.1.0"
+
+
+def load_trained(name: str) -> torch.nn.Module:
+    config = load_config(name)
+    model = build_model(config["architecture"])
+    model.load_state_dict(torch.load(RUNS_DIR / name / "best.pt", weights_only=False)["model"])
+    return model.to(memory_format=torch.contiguous_format).eval()
+
+
+def contract_inputs(crops: np.ndarray, num_crops: int) -> np.ndarray:
+    """uint8 BGR crops ``(N, K, S, S, 3)`` -> the contract's float32 input, in numpy."""
+    rgb = crops[..., ::-1].astype(np.float32) / 255.0
+    x = (rgb - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    x = np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3))
+    return x[:, 0] if num_crops == 1 else x
+
+
+def build_graph(name: str, config: dict[str, Any]) -> tuple[ExportGraph, int]:
+    export = config.get("export", {})
+    if "age_from" in export:  # a gender-only net packed with the age net it serves
+        age_model, gender_model = load_trained(export["age_from"]), load_trained(name)
+        graph = ExportGraph(age_model, gender_model)
+        return graph.eval(), count_params(age_model) + count_params(gender_model)
+    model = load_trained(name)
+    graph = ExportGraph(model, with_gender=config["manifest"]["task"] == "age+gender")
+    return graph.eval(), count_params(model)
+
+
+def run_onnx(session: ort.InferenceSession, x: np.ndarray, batch: int = 256):
+    names = [o.name for o in session.get_outputs()]
+    outs = [session.run(None, {"input": x[i:i + batch]}) for i in range(0, len(x), batch)]
+    joined = {n: np.concatenate([o[k] for o in outs]) for k, n in enumerate(names)}
+    return joined["age"], joined.get("gender")
+
+
+def export(name: str) -> dict[str, Any]:
+    config = load_config(name)
+    task = config["manifest"]["task"]
+    num_crops = len(config["crop_scales"])
+    size = config["input_size"]
+    graph, params = build_graph(name, config)
+    output_names = ["age", "gender"] if task == "age+gender" else ["age"]
+
+    val, test = CachedSplit(config, "val"), CachedSplit(config, "test")
+    parity_x = contract_inputs(val.crops[:PARITY_FACES], num_crops)
+    path = WEIGHTS_DIR / f"{name}.onnx"
+    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    dummy = torch.from_numpy(parity_x[:2])
+    torch.onnx.export(
+        graph, (dummy,), str(path), dynamo=False, opset_version=OPSET,
+        input_names=["input"], output_names=output_names,
+        dynamic_axes={n: {0: "batch"} for n in ["input", *output_names]},
+        do_constant_folding=True,
+    )
+    model_proto = onnx.load(str(path))
+    onnx.checker.check_model(model_proto)
+    model_proto.producer_name = "faceage-training"
+    onnx.save(model_proto, str(path))
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        reference = graph(torch.from_numpy(parity_x))
+    ref_age = (reference[0] if isinstance(reference, tuple) else reference).numpy()
+    onnx_age, onnx_gender = run_onnx(session, parity_x)
+    age_diff = float(np.abs(onnx_age - ref_age).max())
+    gender_diff = 0.0
+    if task == "age+gender":
+        gender_diff = float(np.abs(onnx_gender - reference[1].numpy()).max())
+    if age_diff > MAX_AGE_DIFF or gender_diff > MAX_GENDER_DIFF:
+        raise SystemExit(f"parity check failed for {name}: max |age diff| {age_diff:.5f} years, "
+                         f"max |gender diff| {gender_diff:.6f}")
+
+    onnx_metrics = {}
+    for split, data in (("val", val), ("test", test)):
+        ages, genders = run_onnx(session, contract_inputs(data.crops, num_crops))
+        onnx_metrics[split] = metrics(data, ages, genders)
+    blob = path.read_bytes()
+    file_info = {"filename": path.name, "sha256": hashlib.sha256(blob).hexdigest(),
+                 "size": len(blob), "bundled": True, "repo_id": f"faceage/{name}",
+                 "revision": REVISION}
+
+    results_path = RESULTS_DIR / f"{name}.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"name": name}
+    results["export"] = {"opset": OPSET, "file": file_info, "params": params,
+                         "parity": {"faces": PARITY_FACES, "max_abs_age_diff_years": age_diff,
+                                    "max_abs_gender_diff": gender_diff},
+                         "onnxruntime_metrics": onnx_metrics}
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    update_manifest(name, config, file_info, params, onnx_metrics, results)
+    print(json.dumps(results["export"], indent=2))
+    return results
+
+
+def update_manifest(name: str, config: dict[str, Any], file_info: dict[str, Any], params: int,
+                    onnx_metrics: dict[str, Any], results: dict[str, Any]) -> None:
+    info = config["manifest"]
+    output = {"age": "age"}
+    if info["task"] == "age+gender":
+        output["gender"] = "gender"
+    meta = results.get("data", {}).get("crop_cache", {}).get("per_split", {})
+    entry = {
+        "task": info["task"],
+        "architecture": info["architecture"],
+        "paper": info["paper"],
+        "description": info["description"],
+        "license": LICENSE,
+        "params": params,
+        "file": file_info,
+        "input": {"name": "input", "size": config["input_size"],
+                  "crop_scales": config["crop_scales"], "color_order": "rgb",
+                  "mean": list(MEAN), "std": list(STD)},
+        "output": output,
+        "age_range": [0, 116],
+        "metrics": {
+            "utkface_test": onnx_metrics["test"],
+            "utkface_val": onnx_metrics["val"],
+            "protocol": ("onnxruntime on faceage's own crops of the fixed UTKFace test split "
+                         "(RetinaFace + context_crops; chips with no detected face cropped as "
+                         f"aligned chips: {meta.get('test', {}).get('not_detected', '?')} in test); "
+                         "model chosen on val"),
+            "epochs": results.get("epochs"),
+            "command": f"python -m training.train {name} && python -m training.export {name}",
+        },
+    }
+    data = json.loads(MANIFEST.read_text())
+    data.setdefault("models", {})[name] = entry
+    MANIFEST.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Export a trained model to faceage/weights.")
+    parser.add_argument("name")
+    export(parser.parse_args().name)
+
+
+if __name__ == "__main__":
+    main()
