@@ -251,6 +251,12 @@ def _resolve_from_hub(
                     f"local_files_only). {_download_hint(name)}",
                 )
             replaced_bad_copy = True
+    if offline and force_download:
+        raise WeightsNotFoundError(
+            f"cannot download {file.filename} of {name!r} again (force_download=True) while "
+            "downloads are off (HF_HUB_OFFLINE or local_files_only); go online or drop "
+            "force_download"
+        )
     if offline:
         if not hub_offline():
             reason = "local_files_only=True"

@@ -116,6 +116,17 @@ def test_offline_set_after_import_is_honoured(
     assert resolve().read_bytes() == YUNET_BYTES
 
 
+def test_force_download_refetches_and_needs_the_network(yunet_hub: HubServer) -> None:
+    path = resolve()
+    again = hub.resolve_weight_file(YUNET.file, name="yunet", force_download=True)
+    assert again == path and again.read_bytes() == YUNET_BYTES
+    assert yunet_hub.state.count("GET") == 2
+    with pytest.raises(WeightsNotFoundError, match="force_download"):
+        hub.resolve_weight_file(
+            YUNET.file, name="yunet", force_download=True, local_files_only=True
+        )
+
+
 def test_offline_since_import_says_so(
     yunet_hub: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
