@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ class AgeEstimator:
         max_faces: int | None = None,
         flip: bool = False,
         max_batch_size: int = 64,
-        detector_options: dict[str, object] | None = None,
+        detector_options: dict[str, Any] | None = None,
         local_files_only: bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -113,7 +114,7 @@ class AgeEstimator:
         max_faces: int | None = None,
         flip: bool = False,
         max_batch_size: int = 64,
-        detector_options: dict[str, object] | None = None,
+        detector_options: dict[str, Any] | None = None,
     ) -> AgeEstimator:
         """Load a registered model, a ``hf-hub:owner/repo[@revision]`` model or a local
         directory with ``model.onnx`` + ``faceage.json``.
@@ -238,7 +239,7 @@ class AgeEstimator:
     def _detect(self, image: np.ndarray) -> list[Detection]:
         if self.detector is None:
             height, width = image.shape[:2]
-            points = crop_landmarks(width, height)
+            points = crop_landmarks(width, height, self.spec.input_size)
             return [
                 Detection(
                     box=(0.0, 0.0, float(width), float(height)),
