@@ -131,10 +131,16 @@ def context_crops(
     return np.stack([align_face(image, landmarks, size=size, scale=s) for s in scales])
 
 
-def crop_landmarks(width: int, height: int) -> np.ndarray:
+def crop_landmarks(width: int, height: int, size: int | None = None) -> np.ndarray:
     """Landmarks to assume for an image that is already an aligned face crop.
 
-    The image is taken to be a ``scale=1.0`` crop (as :func:`align_face` makes them),
-    stretched to ``width`` x ``height``; used when detection is off.
+    The image is taken to be a ``scale=1.0`` crop (as :func:`align_face` makes them)
+    stretched to ``width`` x ``height``; used when detection is off. With ``size`` (the
+    model's crop side) the points are placed so that aligning them is an exact
+    pixel-centre resize of the whole image to ``size`` x ``size``, with no black edge.
     """
-    return CANONICAL_LANDMARKS * np.array([width, height], dtype=np.float64)
+    extent = np.array([width, height], dtype=np.float64)
+    if size is None:
+        return CANONICAL_LANDMARKS * extent
+    # OpenCV puts pixel centres on integers: crop x_c = (x + 0.5) * size / width - 0.5.
+    return (CANONICAL_LANDMARKS * size + 0.5) * extent / size - 0.5

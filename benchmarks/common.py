@@ -1,0 +1,53 @@
+"""What the benchmarks share: where the data is, the machine they ran on, output files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+UTKFACE = SHARED / "datasets" / "utkface"
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class Row:
+    file: str
+    age: int
+    gender: int  # 0 male, 1 female (UTKFace's convention)
+    race: str  # "0".."4", or "" where the file name has none
+    split: str
+
+
+def read_utkface(split: str) -> list[Row]:
+    """UTKFace rows of one split, in the order of labels.csv."""
+    with open(UTKFACE / "labels.csv", newline="", encoding="utf-8") as handle:
+        return [
+            Row(r["file"], int(r["age"]), int(r["gender"]), r["race"], r["split"])
+            for r in csv.DictReader(handle)
+            if r["split"] == split
+        ]
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()}-core {cpu}, {platform.system()} {platform.machine()}"
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")

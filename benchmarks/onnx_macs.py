@@ -1,0 +1,53 @@
+"""Count multiply-accumulates of an ONNX graph for one face (batch 1).
+
+Counts Conv, Gemm and MatMul, which hold all but a sliver of the arithmetic of the
+models here; element-wise ops, pooling and activations are left out. Needs the ``onnx``
+package (the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+
+def count_macs(path: str | Path) -> int:
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    for value in graph.input:
+        if value.name in initializers:
+            continue
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param or dim.dim_value == 0:
+                dim.ClearField("dim_param")
+                dim.dim_value = 1  # one face; every other axis is fixed by the model
+                break
+    inferred = shape_inference.infer_shapes(model)
+    shapes: dict[str, list[int]] = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        shapes[value.name] = dims
+    for init in graph.initializer:
+        shapes[init.name] = list(numpy_helper.to_array(init).shape)
+
+    total = 0
+    for node in inferred.graph.node:
+        if node.op_type == "Conv":
+            weight = shapes.get(node.input[1])
+            out = shapes.get(node.output[0])
+            if weight and out and all(out):
+                total += math.prod(out) * math.prod(weight[1:])
+        elif node.op_type in ("Gemm", "MatMul"):
+            a = shapes.get(node.input[0])
+            out = shapes.get(node.output[0])
+            if a and out and all(out) and a[-1]:
+                transposed = node.op_type == "Gemm" and any(
+                    attr.name == "transA" and attr.i for attr in node.attribute
+                )
+                inner = a[-2] if transposed else a[-1]
+                total += math.prod(out) * inner
+    return int(total)

@@ -1,0 +1,234 @@
+"""Speed and size of every model, the detectors, and the whole pipeline, on this CPU.
+
+    python -m benchmarks.speed                 # everything
+    python -m benchmarks.speed --quick         # fewer repeats, for a smoke run
+
+Per model: parameters, file size, MACs counted from the ONNX graph, latency per face at
+batch 1 (median), throughput at batch 32 and 64, with 1 and 2 onnxruntime threads, and
+the share of the machine's float32 matmul peak (numpy) that the model reaches. Per
+detector: ms per image at 200x200, 640x480 and 1920x1080. End to end: images/s over
+the UTKFace test images with the time split into decode, detect, align/crop, model.
+
+Writes ``benchmarks/results/speed.json`` and ``speed.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import faceage
+from benchmarks.common import RESULTS_DIR, UTKFACE, machine_description, read_utkface, write_json
+from benchmarks.onnx_macs import count_macs
+from faceage.detection import get_detector
+from faceage.hub import resolve_weight_file
+from faceage.images import load_image
+from faceage.inference import AgeModel
+from faceage.preprocess import face_crops, to_input_tensor
+from faceage.spec import ModelSpec, load_manifest
+
+
+def timed(fn: Callable[[], object], *, repeats: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def matmul_peak_gflops(size: int = 1024, repeats: int = 10) -> float:
+    """Measured float32 GFLOP/s of a large numpy matmul: the machine's practical peak."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    best = min(timed(lambda: a @ b, repeats=repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def model_input(spec: ModelSpec, batch: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    crops = rng.integers(
+        0, 255, (batch, spec.num_crops, spec.input_size, spec.input_size, 3), dtype=np.uint8
+    )
+    return to_input_tensor(crops, spec)
+
+
+def bench_model(spec: ModelSpec, path: Path, *, repeats: int, peak: float) -> dict[str, Any]:
+    macs = count_macs(path)
+    report: dict[str, Any] = {
+        "params": spec.params,
+        "file_bytes": path.stat().st_size,
+        "macs_per_face": macs,
+        "threads": {},
+    }
+    for threads in (1, 2):
+        model = AgeModel(spec, path, intra_op_num_threads=threads, max_batch_size=256)
+        one = model_input(spec, 1)
+        latency = statistics.median(timed(lambda: model.run(one), repeats=repeats * 5))
+        entry: dict[str, Any] = {"latency_ms_batch1": 1000 * latency}
+        for batch in (32, 64):
+            tensor = model_input(spec, batch)
+            seconds = statistics.median(timed(lambda: model.run(tensor), repeats=repeats))
+            entry[f"faces_per_s_batch{batch}"] = batch / seconds
+        best = max(entry["faces_per_s_batch32"], entry["faces_per_s_batch64"])
+        # 2 FLOPs per MAC, against the numpy matmul peak.
+        entry["share_of_peak"] = 2 * macs * best / (peak * 1e9) if macs else None
+        report["threads"][str(threads)] = entry
+    return report
+
+
+def bench_detectors(*, repeats: int) -> dict[str, Any]:
+    face = load_image(UTKFACE / "images" / read_utkface("test")[0].file)
+    out: dict[str, Any] = {}
+    for name in ("retinaface", "yunet"):
+        try:
+            detector = get_detector(name)
+        except Exception as exc:  # yunet needs its file: say so instead of failing
+            out[name] = {"error": str(exc).splitlines()[0]}
+            continue
+        assert detector is not None
+        out[name] = {}
+        for width, height in ((200, 200), (640, 480), (1920, 1080)):
+            canvas = np.full((height, width, 3), 110, np.uint8)
+            side = min(200, height, width)
+            canvas[:side, :side] = face[:side, :side]
+            seconds = statistics.median(timed(lambda c=canvas: detector.detect(c), repeats=repeats))
+            out[name][f"{width}x{height}"] = 1000 * seconds
+    return out
+
+
+def bench_pipeline(spec: ModelSpec, path: Path, files: Sequence[Path]) -> dict[str, Any]:
+    """Stage-by-stage time of the library's own functions over real files."""
+    detector = get_detector("retinaface")
+    assert detector is not None
+    model = AgeModel(spec, path)
+    stages = dict.fromkeys(("decode", "detect", "align_crop", "model"), 0.0)
+    faces = 0
+    batch_crops: list[np.ndarray] = []
+
+    def flush() -> None:
+        if batch_crops:
+            start = time.perf_counter()
+            model.run(to_input_tensor(np.concatenate(batch_crops), spec))
+            stages["model"] += time.perf_counter() - start
+            batch_crops.clear()
+
+    started = time.perf_counter()
+    for file in files:
+        t0 = time.perf_counter()
+        image = load_image(file)
+        t1 = time.perf_counter()
+        found = detector.detect(image)
+        t2 = time.perf_counter()
+        crops = face_crops(image, [np.asarray(d.landmarks) for d in found], spec)
+        t3 = time.perf_counter()
+        stages["decode"] += t1 - t0
+        stages["detect"] += t2 - t1
+        stages["align_crop"] += t3 - t2
+        faces += len(found)
+        if len(crops):
+            batch_crops.append(crops)
+        if sum(len(c) for c in batch_crops) >= 64:
+            flush()
+    flush()
+    total = time.perf_counter() - started
+    return {
+        "images": len(files),
+        "faces": faces,
+        "images_per_s": len(files) / total,
+        "share": {k: v / total for k, v in stages.items()},
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Machine: {results['machine']}; numpy float32 matmul peak "
+        f"{results['peak_gflops']:.1f} GFLOP/s. Command: `{results['command']}`",
+        "",
+        "| model | params | size | MMACs/face | ms/face (b=1, 1 thr) | ms/face (b=1, 2 thr) "
+        "| faces/s (b=32, 2 thr) | faces/s (b=64, 2 thr) | share of peak |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results["models"].items():
+        one, two = r["threads"]["1"], r["threads"]["2"]
+        share = two["share_of_peak"]
+        lines.append(
+            f"| {name} | {r['params'] or ''} | {r['file_bytes'] / 1024:.0f} KB | "
+            f"{r['macs_per_face'] / 1e6:.1f} | {one['latency_ms_batch1']:.2f} | "
+            f"{two['latency_ms_batch1']:.2f} | {two['faces_per_s_batch32']:.0f} | "
+            f"{two['faces_per_s_batch64']:.0f} | "
+            f"{'' if share is None else f'{100 * share:.1f}%'} |"
+        )
+    lines += [
+        "",
+        "Detectors, ms per image:",
+        "",
+        "| detector | 200x200 | 640x480 | 1920x1080 |",
+        "|---|---|---|---|",
+    ]
+    for name, r in results["detectors"].items():
+        if "error" in r:
+            lines.append(f"| {name} | {r['error']} | | |")
+            continue
+        lines.append(f"| {name} | {r['200x200']:.1f} | {r['640x480']:.1f} | {r['1920x1080']:.1f} |")
+    if results.get("pipeline"):
+        p = results["pipeline"]
+        share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in p["share"].items())
+        lines += [
+            "",
+            f"End to end ({p['model']}, {p['images']} UTKFace test images, "
+            f"RetinaFace): {p['images_per_s']:.1f} images/s; time: {share}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="all")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--images", type=int, default=500, help="images for the pipeline run")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    repeats = 5 if args.quick else 20
+    names = (
+        [s.name for s in faceage.list_models()] if args.models == "all" else args.models.split(",")
+    )
+    peak = matmul_peak_gflops()
+    results: dict[str, Any] = {
+        "machine": machine_description(),
+        "peak_gflops": peak,
+        "command": " ".join(
+            ["python -m benchmarks.speed", *(sys.argv[1:] if argv is None else argv)]
+        ).strip(),
+        "models": {},
+    }
+    manifest = load_manifest()
+    for name in names:
+        spec = manifest.model(name)
+        path = resolve_weight_file(spec.file, name=name)
+        results["models"][name] = bench_model(spec, path, repeats=repeats, peak=peak)
+        print(f"{name}: {results['models'][name]['threads']['2']}", flush=True)
+    results["detectors"] = bench_detectors(repeats=repeats)
+    if names:
+        files = [UTKFACE / "images" / r.file for r in read_utkface("test")[: args.images]]
+        spec = manifest.model(names[0])
+        path = resolve_weight_file(spec.file, name=names[0])
+        results["pipeline"] = {"model": names[0], **bench_pipeline(spec, path, files)}
+    write_json(args.out / "speed.json", results)
+    (args.out / "speed.md").write_text(markdown(results), encoding="utf-8")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
