@@ -226,10 +226,26 @@ def _configure_logging(verbose: int, debug: bool) -> None:
     package.setLevel(level)
     if not any(getattr(h, "_faceage_cli", False) for h in package.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("faceage: %(levelname)s: %(message)s"))
+        handler.setFormatter(_LogFormatter(show_tracebacks=debug))
         handler._faceage_cli = True  # type: ignore[attr-defined]
         package.addHandler(handler)
         package.propagate = False
+
+
+class _LogFormatter(logging.Formatter):
+    """``faceage: LEVEL: message``; tracebacks of logged exceptions only with --debug."""
+
+    def __init__(self, *, show_tracebacks: bool) -> None:
+        super().__init__("faceage: %(levelname)s: %(message)s")
+        self.show_tracebacks = show_tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.show_tracebacks or not (record.exc_info or record.exc_text):
+            return super().format(record)
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({_one_line(record.exc_info[1])})"
+        return f"faceage: {record.levelname}: {text}"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -324,19 +340,29 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     output_format(args.out)  # a bad suffix is a usage error before any model loads
     estimator = _load_estimator(args)
     bar = None if args.no_progress else ProgressBar(sys.stderr)
-    summary = score_folder(
-        estimator,
-        args.folder,
-        args.out,
-        recursive=args.recursive,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        draw_dir=args.draw,
-        progress=bar,
-        chunk_size=args.chunk_size,
-    )
-    if bar is not None:
-        bar.close()
+    try:
+        summary = score_folder(
+            estimator,
+            args.folder,
+            args.out,
+            recursive=args.recursive,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            draw_dir=args.draw,
+            progress=bar,
+            chunk_size=args.chunk_size,
+        )
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        _error(
+            f"interrupted; {args.out} keeps every image finished so far: run the same "
+            "command with --resume to go on"
+        )
+        return EXIT_INTERRUPTED
+    finally:
+        if bar is not None:
+            bar.close()  # end a redrawn line before any error message
     parts = [
         f"{summary.images} image(s)",
         f"{summary.faces} face(s)",
@@ -404,9 +430,11 @@ class ProgressBar:
         return f"{done}/{total} images {percent:5.1f}% {rate:6.1f} img/s ETA {eta}"
 
     def close(self) -> None:
+        """End the redrawn line (once; later calls do nothing)."""
         if self.interactive and self.width:
             self.stream.write("\n")
             self.stream.flush()
+        self.width = 0
 
 
 def _clock_text(seconds: float) -> str:

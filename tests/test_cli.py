@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -444,3 +445,46 @@ def test_download_detector_from_the_cache(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("yunet\t") and lines[0].endswith(detector.file.filename)
     assert lines[1].startswith("retinaface\t")
+
+
+def test_interrupt_is_one_line_exit_130(
+    tmp_path: Path,
+    tiny_model: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import faceage.batch
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(faceage.batch, "score_folder", interrupted)
+    code = main(
+        [
+            "batch",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "a.csv"),
+            "--model",
+            tiny_model,
+            "--detector",
+            "none",
+        ]
+    )
+    assert code == 130
+    assert "with --resume" in _one_error_line(capsys.readouterr().err)
+
+
+def test_logged_exceptions_have_no_traceback_without_debug() -> None:
+    from faceage.cli import _LogFormatter
+
+    try:
+        raise RuntimeError("model call exploded\nsecond line")
+    except RuntimeError:
+        record = logging.getLogger("faceage.test").makeRecord(
+            "faceage.test", logging.ERROR, __file__, 1, "model call failed", (), sys.exc_info()
+        )
+    assert _LogFormatter(show_tracebacks=False).format(record) == (
+        "faceage: ERROR: model call failed (model call exploded)"
+    )
+    assert "Traceback" in _LogFormatter(show_tracebacks=True).format(record)
