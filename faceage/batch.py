@@ -263,6 +263,7 @@ def score_folder(
         inputs.append(file)
     writer = _make_annotation_writer(draw_dir, root, inputs)  # refuses an unsafe folder
 
+    model = str(getattr(estimator.spec, "name", ""))
     exists = out_path.exists() and out_path.stat().st_size > 0
     if exists and not (resume or overwrite):
         raise FileExistsError(
@@ -271,14 +272,13 @@ def score_folder(
         )
     done: set[str] = set()
     if resume and exists:
-        done = _prepare_resume(out_path, fmt)
+        done = _prepare_resume(out_path, fmt, model)
     else:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(_csv_header() if fmt == "csv" else "", encoding="utf-8")
     todo = [file for file in inputs if _resume_key(clean_text(file)) not in done]
     skipped = len(inputs) - len(todo)
 
-    model = str(getattr(estimator.spec, "name", ""))
     faces = errors = no_face = drawn = 0
     if progress is not None:
         progress(0, len(todo))
@@ -329,7 +329,7 @@ def _resume_key(path_text: str) -> str:
     return os.path.normpath(os.path.abspath(path_text))
 
 
-def _prepare_resume(out: Path, fmt: OutputFormat) -> set[str]:
+def _prepare_resume(out: Path, fmt: OutputFormat, model: str) -> set[str]:
     """Cut ``out`` back to whole rows of complete images; return the resume keys it holds."""
     data = out.read_bytes()
     end = data.rfind(b"\n") + 1  # drop a torn last line
@@ -349,10 +349,17 @@ def _prepare_resume(out: Path, fmt: OutputFormat) -> set[str]:
                 "Choose another output file or pass --overwrite"
             )
         first_row = 1
-    paths = [
-        _row_path(line, fmt, out, number + 1)
+    records = [
+        _row_path_and_model(line, fmt, out, number + 1)
         for number, line in enumerate(lines[first_row:], start=first_row)
     ]
+    others = sorted({m for _, m in records if m and m != model})
+    if others:
+        raise ValueError(
+            f"{out}: its rows were written by model {', '.join(others)}, not {model}; resume "
+            f"with --model {others[0]}, or choose another output file"
+        )
+    paths = [path for path, _ in records]
     # The last image's rows may be incomplete (cut between two faces): score it again.
     keep = len(paths)
     while keep > 0 and paths[keep - 1] == paths[-1]:
@@ -369,13 +376,23 @@ def _prepare_resume(out: Path, fmt: OutputFormat) -> set[str]:
     return {_resume_key(p) for p in paths[:keep]}
 
 
-def _row_path(line: bytes, fmt: OutputFormat, out: Path, number: int) -> str:
+_MODEL_COLUMN: Final = OUTPUT_COLUMNS.index("model")
+
+
+def _row_path_and_model(line: bytes, fmt: OutputFormat, out: Path, number: int) -> tuple[str, str]:
     try:
         text = line.decode("utf-8")
-        value = json.loads(text)["path"] if fmt == "jsonl" else next(csv.reader([text]))[0]
-        if not isinstance(value, str) or not value:
-            raise ValueError("empty path")
-        return value
+        if fmt == "jsonl":
+            record = json.loads(text)
+            path, model = record["path"], record.get("model") or ""
+        else:
+            cells = next(csv.reader([text]))
+            if len(cells) != len(OUTPUT_COLUMNS):
+                raise ValueError("wrong number of columns")
+            path, model = cells[0], cells[_MODEL_COLUMN]
+        if not isinstance(path, str) or not path or not isinstance(model, str):
+            raise ValueError("no path")
+        return path, model
     except (UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError, StopIteration):
         raise ValueError(
             f"{out}: line {number} is not a faceage {fmt} row; refusing to append. "

@@ -126,10 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("folder", metavar="DIR", help="folder of images")
     batch.add_argument("--out", required=True, metavar="FILE", help="output file, *.csv or *.jsonl")
     batch.add_argument("--recursive", "-r", action="store_true", help="also score sub-folders")
-    batch.add_argument(
+    existing = batch.add_mutually_exclusive_group()
+    existing.add_argument(
         "--resume", action="store_true", help="keep the images already in --out and score the rest"
     )
-    batch.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    existing.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     batch.add_argument(
         "--draw",
         metavar="OUTDIR",

@@ -513,3 +513,14 @@ def test_write_annotated_and_name_collisions(tmp_path: Path) -> None:
     assert sorted(p.name for p in written) == ["b-2.jpg", "b.jpg"]
     with pytest.raises(UnsafeOutputPathError, match="input folder"):
         write_annotated(results, inputs, input_root=inputs)
+
+
+def test_resume_refuses_rows_of_another_model(
+    tmp_path: Path, mixed_folder: Path, estimator: AgeEstimator
+) -> None:
+    out = tmp_path / "results.csv"
+    score_folder(estimator, mixed_folder, out)
+    before = out.read_bytes()
+    out.write_bytes(before.replace(b",tiny,", b",c3ae,"))
+    with pytest.raises(ValueError, match="written by model c3ae, not tiny"):
+        score_folder(estimator, mixed_folder, out, resume=True)

@@ -82,6 +82,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["batch", "somewhere"]) == 2  # --out is required
     assert main(["predict", "x.jpg", "--detector", "haar"]) == 2
     assert main(["batch", "d", "--out", "x.csv", "--threads", "0"]) == 2
+    assert main(["batch", "d", "--out", "x.csv", "--resume", "--overwrite"]) == 2
     assert "usage: faceage" in capsys.readouterr().err
 
 
