@@ -330,50 +330,62 @@ def _resume_key(path_text: str) -> str:
 
 
 def _prepare_resume(out: Path, fmt: OutputFormat, model: str) -> set[str]:
-    """Cut ``out`` back to whole rows of complete images; return the resume keys it holds."""
-    data = out.read_bytes()
-    end = data.rfind(b"\n") + 1  # drop a torn last line
-    lines = data[:end].split(b"\n")[:-1]
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line) + 1)
-    first_row = 0
-    if fmt == "csv":
-        if not lines:
-            out.write_text(_csv_header(), encoding="utf-8")
-            return set()
-        header = lines[0].decode("utf-8", "replace")
-        if header != ",".join(OUTPUT_COLUMNS):
-            raise ValueError(
-                f"{out}: its header is not faceage's ({header[:80]!r}); refusing to append. "
-                "Choose another output file or pass --overwrite"
-            )
-        first_row = 1
-    records = [
-        _row_path_and_model(line, fmt, out, number + 1)
-        for number, line in enumerate(lines[first_row:], start=first_row)
-    ]
-    others = sorted({m for _, m in records if m and m != model})
-    if others:
-        raise ValueError(
-            f"{out}: its rows were written by model {', '.join(others)}, not {model}; resume "
-            f"with --model {others[0]}, or choose another output file"
-        )
-    paths = [path for path, _ in records]
-    # The last image's rows may be incomplete (cut between two faces): score it again.
-    keep = len(paths)
-    while keep > 0 and paths[keep - 1] == paths[-1]:
-        keep -= 1
+    """Cut ``out`` back to whole rows of complete images; return the resume keys it holds.
+
+    Streams the file, so resuming a run of millions of rows needs little memory.
+    """
+    header = _csv_header().encode("utf-8") if fmt == "csv" else b""
+    done: set[str] = set()
+    last_path: str | None = None
+    group_start = offset = 0  # byte offsets: rows of ``last_path`` begin at group_start
+    torn = 0
     with out.open("r+b") as handle:
-        handle.truncate(offsets[first_row + keep])
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n"):  # a torn last line
+                torn = len(line)
+                break
+            if number == 1 and header:
+                if line != header:
+                    text = line.decode("utf-8", "replace").rstrip()
+                    raise ValueError(
+                        f"{out}: its header is not faceage's ({text[:80]!r}); refusing to "
+                        "append. Choose another output file or pass --overwrite"
+                    )
+                offset = group_start = len(line)
+                continue
+            path, row_model = _row_path_and_model(line[:-1], fmt, out, number)
+            if row_model and row_model != model:
+                raise ValueError(
+                    f"{out}: line {number} was written by model {row_model}, not {model}; "
+                    f"resume with --model {row_model}, or choose another output file"
+                )
+            if path != last_path:
+                if last_path is not None:
+                    done.add(_resume_key(last_path))
+                last_path, group_start = path, offset
+            offset += len(line)
+        if header and offset == 0:  # not even a whole header line
+            handle.seek(0)
+            start = handle.read(len(header) + 1)
+            if not header.startswith(start):
+                raise ValueError(
+                    f"{out}: not a faceage {fmt} output; refusing to append. Choose another "
+                    "output file or pass --overwrite"
+                )
+            handle.seek(0)
+            handle.truncate(0)
+            handle.write(header)
+            return set()
+        # The last image's rows may be incomplete (cut between two faces): score it again.
+        handle.truncate(group_start)
     logger.info(
-        "resume %s: %d image(s) kept, %d row(s) of the last image and %d torn byte(s) dropped",
+        "resume %s: %d image(s) kept; the last image's rows (%d bytes) and %d torn byte(s) dropped",
         out,
-        len({*paths[:keep]}),
-        len(paths) - keep,
-        len(data) - end,
+        len(done),
+        offset - group_start,
+        torn,
     )
-    return {_resume_key(p) for p in paths[:keep]}
+    return done
 
 
 _MODEL_COLUMN: Final = OUTPUT_COLUMNS.index("model")

@@ -524,3 +524,16 @@ def test_resume_refuses_rows_of_another_model(
     out.write_bytes(before.replace(b",tiny,", b",c3ae,"))
     with pytest.raises(ValueError, match="written by model c3ae, not tiny"):
         score_folder(estimator, mixed_folder, out, resume=True)
+
+
+def test_resume_of_a_torn_header(
+    tmp_path: Path, mixed_folder: Path, estimator: AgeEstimator
+) -> None:
+    out = tmp_path / "results.csv"
+    out.write_text("path,face_in")
+    score_folder(estimator, mixed_folder, out, resume=True)
+    check_complete(read_rows(out), mixed_folder)
+    out.write_text("precious")
+    with pytest.raises(ValueError, match="not a faceage csv output"):
+        score_folder(estimator, mixed_folder, out, resume=True)
+    assert out.read_text() == "precious"
