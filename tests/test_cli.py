@@ -415,6 +415,7 @@ def test_find_mae() -> None:
     assert find_mae({"mae": 5.0, "test_mae": 4.0}) == 4.0
     assert find_mae({"val": {"mae": 6}, "cs5": 0.5}) == 6.0
     assert find_mae({"test": {"mae": 4.5, "command": "x"}, "mae_val": 5.5}) == 4.5
+    assert find_mae({"utkface_test": {"mae_male": 5.0, "mae": 4.2}, "val": {"mae": 4.0}}) == 4.2
 
 
 def test_download_needs_a_name(capsys: pytest.CaptureFixture[str]) -> None:
