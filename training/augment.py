@@ -36,11 +36,19 @@ def augment(x: torch.Tensor, settings: dict[str, Any], generator: torch.Generato
     angle = uniform(-1, 1) * math.radians(settings.get("max_rotation_deg", 0.0))
     scale = 1.0 + uniform(-1, 1) * settings.get("max_scale", 0.0)
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * settings.get("max_shift", 0.0) * 2
-    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) \
-        if settings.get("flip", False) else torch.ones(n)
+    flip = (
+        torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+        if settings.get("flip", False)
+        else torch.ones(n)
+    )
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
-                         torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, shift[:, 0]], 1),
+            torch.stack([sin * flip, cos, shift[:, 1]], 1),
+        ],
+        1,
+    )
     theta = theta.repeat_interleave(k, dim=0)
     flat = x.reshape(n * k, *x.shape[2:])
     grid = F.affine_grid(theta, list(flat.shape), align_corners=False)

@@ -108,7 +108,7 @@ def write_card(name: str) -> Path:
         f"- **Input:** `input` float32, {len(config['crop_scales'])} crop(s) of "
         f"{config['input_size']}x{config['input_size']} at scales {config['crop_scales']}, RGB, "
         "(x/255 - 0.5) / 0.5",
-        f"- **Output:** `age` in years clipped to [0, 116]"
+        "- **Output:** `age` in years clipped to [0, 116]"
         + (", `gender` = P(female)" if info["task"] == "age+gender" else ""),
         "- **Licence:** weights trained on UTKFace: non-commercial research only (UTKFace terms).",
         "",
@@ -153,8 +153,10 @@ def write_card(name: str) -> Path:
         for source, table in (("PyTorch", metrics), ("onnxruntime", onnx_metrics)):
             row = table.get(split)
             if row:
-                lines.append(f"| {split} | {_fmt(row.get('mae'))} | {_fmt(row.get('cs5'), 3)} | "
-                             f"{_fmt(row.get('gender_accuracy'), 3)} | {source} |")
+                lines.append(
+                    f"| {split} | {_fmt(row.get('mae'))} | {_fmt(row.get('cs5'), 3)} | "
+                    f"{_fmt(row.get('gender_accuracy'), 3)} | {source} |"
+                )
     parity = export.get("parity", {})
     lines += [
         "",

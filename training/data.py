@@ -64,8 +64,9 @@ def _crop_one(path: str) -> tuple[np.ndarray, bool, float]:
     else:
         landmarks = crop_landmarks(image.shape[1], image.shape[0])
         detected, score = False, 0.0
-    crops = context_crops(image, landmarks, size=_worker_state["size"],
-                          scales=_worker_state["scales"])
+    crops = context_crops(
+        image, landmarks, size=_worker_state["size"], scales=_worker_state["scales"]
+    )
     return crops, detected, score
 
 
@@ -74,8 +75,13 @@ def read_labels(root: Path = UTKFACE_DIR) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def build_cache(size: int = 64, scales: tuple[float, ...] = DEFAULT_SCALES, *,
-                workers: int = 2, limit: int | None = None) -> Path:
+def build_cache(
+    size: int = 64,
+    scales: tuple[float, ...] = DEFAULT_SCALES,
+    *,
+    workers: int = 2,
+    limit: int | None = None,
+) -> Path:
     """Detect, align and crop every labelled image; return the cache directory."""
     rows = read_labels()
     if limit:
@@ -83,14 +89,16 @@ def build_cache(size: int = 64, scales: tuple[float, ...] = DEFAULT_SCALES, *,
     out = cache_dir(size, scales)
     out.mkdir(parents=True, exist_ok=True)
     n = len(rows)
-    crops = np.lib.format.open_memmap(out / "crops.tmp.npy", mode="w+", dtype=np.uint8,
-                                      shape=(n, len(scales), size, size, 3))
+    crops = np.lib.format.open_memmap(
+        out / "crops.tmp.npy", mode="w+", dtype=np.uint8, shape=(n, len(scales), size, size, 3)
+    )
     detected = np.zeros(n, dtype=bool)
     scores = np.zeros(n, dtype=np.float32)
     paths = [str(UTKFACE_DIR / "images" / r["file"]) for r in rows]
     start = time.time()
-    with mp.get_context("fork").Pool(workers, initializer=_init_worker,
-                                     initargs=(size, scales)) as pool:
+    with mp.get_context("fork").Pool(
+        workers, initializer=_init_worker, initargs=(size, scales)
+    ) as pool:
         for i, (crop, found, score) in enumerate(pool.imap(_crop_one, paths, chunksize=32)):
             crops[i] = crop
             detected[i], scores[i] = found, score
@@ -115,9 +123,12 @@ def build_cache(size: int = 64, scales: tuple[float, ...] = DEFAULT_SCALES, *,
         "images": n,
         "seconds": round(time.time() - start, 1),
         "per_split": {
-            split: {"images": int((np.array([r["split"] for r in rows]) == split).sum()),
-                    "not_detected": int(sum(1 for r, d in zip(rows, detected)
-                                            if r["split"] == split and not d))}
+            split: {
+                "images": int((np.array([r["split"] for r in rows]) == split).sum()),
+                "not_detected": int(
+                    sum(1 for r, d in zip(rows, detected) if r["split"] == split and not d)
+                ),
+            }
             for split in SPLITS
         },
     }
@@ -135,24 +146,38 @@ class CropSet:
     detected: np.ndarray
 
 
-def load_split(split: str, size: int = 64, scales: tuple[float, ...] = DEFAULT_SCALES, *,
-               in_memory: bool = True) -> CropSet:
+def load_split(
+    split: str,
+    size: int = 64,
+    scales: tuple[float, ...] = DEFAULT_SCALES,
+    *,
+    in_memory: bool = True,
+) -> CropSet:
     """A split of the cache (built first if missing)."""
     root = cache_dir(size, scales)
     if not (root / "meta.json").exists():
-        raise FileNotFoundError(f"no crop cache at {root}; run: python -m training.data "
-                                f"--size {size} --scales {' '.join(map(str, scales))}")
+        raise FileNotFoundError(
+            f"no crop cache at {root}; run: python -m training.data "
+            f"--size {size} --scales {' '.join(map(str, scales))}"
+        )
     index = np.flatnonzero(np.load(root / "splits.npy") == SPLITS.index(split))
     crops = np.load(root / "crops.npy", mmap_mode="r")
     picked = crops[index] if in_memory else crops  # fancy indexing reads into memory
-    return CropSet(
-        crops=picked if in_memory else crops,
-        ages=np.load(root / "ages.npy")[index],
-        genders=np.load(root / "genders.npy")[index],
-        detected=np.load(root / "detected.npy")[index],
-    ) if in_memory else CropSet(crops=crops, ages=np.load(root / "ages.npy"),
-                                genders=np.load(root / "genders.npy"),
-                                detected=np.load(root / "detected.npy"))
+    return (
+        CropSet(
+            crops=picked if in_memory else crops,
+            ages=np.load(root / "ages.npy")[index],
+            genders=np.load(root / "genders.npy")[index],
+            detected=np.load(root / "detected.npy")[index],
+        )
+        if in_memory
+        else CropSet(
+            crops=crops,
+            ages=np.load(root / "ages.npy"),
+            genders=np.load(root / "genders.npy"),
+            detected=np.load(root / "detected.npy"),
+        )
+    )
 
 
 def cache_meta(size: int = 64, scales: tuple[float, ...] = DEFAULT_SCALES) -> dict:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,7 +68,7 @@ def build_graph(name: str, config: dict[str, Any]) -> tuple[ExportGraph, int]:
 
 def run_onnx(session: ort.InferenceSession, x: np.ndarray, batch: int = 256):
     names = [o.name for o in session.get_outputs()]
-    outs = [session.run(None, {"input": x[i:i + batch]}) for i in range(0, len(x), batch)]
+    outs = [session.run(None, {"input": x[i : i + batch]}) for i in range(0, len(x), batch)]
     joined = {n: np.concatenate([o[k] for o in outs]) for k, n in enumerate(names)}
     return joined["age"], joined.get("gender")
 
@@ -78,7 +77,6 @@ def export(name: str) -> dict[str, Any]:
     config = load_config(name)
     task = config["manifest"]["task"]
     num_crops = len(config["crop_scales"])
-    size = config["input_size"]
     graph, params = build_graph(name, config)
     output_names = ["age", "gender"] if task == "age+gender" else ["age"]
 
@@ -88,8 +86,13 @@ def export(name: str) -> dict[str, Any]:
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     dummy = torch.from_numpy(parity_x[:2])
     torch.onnx.export(
-        graph, (dummy,), str(path), dynamo=False, opset_version=OPSET,
-        input_names=["input"], output_names=output_names,
+        graph,
+        (dummy,),
+        str(path),
+        dynamo=False,
+        opset_version=OPSET,
+        input_names=["input"],
+        output_names=output_names,
         dynamic_axes={n: {0: "batch"} for n in ["input", *output_names]},
         do_constant_folding=True,
     )
@@ -110,37 +113,58 @@ def export(name: str) -> dict[str, Any]:
     if task == "age+gender":
         gender_diff = float(np.abs(onnx_gender - reference[1].numpy()).max())
     if age_diff > MAX_AGE_DIFF or gender_diff > MAX_GENDER_DIFF:
-        raise SystemExit(f"parity check failed for {name}: max |age diff| {age_diff:.5f} years, "
-                         f"max |gender diff| {gender_diff:.6f}")
+        raise SystemExit(
+            f"parity check failed for {name}: max |age diff| {age_diff:.5f} years, "
+            f"max |gender diff| {gender_diff:.6f}"
+        )
 
     onnx_metrics = {}
     for split, data in (("val", val), ("test", test)):
         ages, genders = run_onnx(session, contract_inputs(data.crops, num_crops))
         onnx_metrics[split] = metrics(data, ages, genders)
     blob = path.read_bytes()
-    file_info = {"filename": path.name, "sha256": hashlib.sha256(blob).hexdigest(),
-                 "size": len(blob), "bundled": True, "repo_id": f"faceage/{name}",
-                 "revision": REVISION}
+    file_info = {
+        "filename": path.name,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "size": len(blob),
+        "bundled": True,
+        "repo_id": f"faceage/{name}",
+        "revision": REVISION,
+    }
 
     results_path = RESULTS_DIR / f"{name}.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"name": name}
-    results["export"] = {"opset": OPSET, "file": file_info, "params": params,
-                         "parity": {"faces": PARITY_FACES, "max_abs_age_diff_years": age_diff,
-                                    "max_abs_gender_diff": gender_diff},
-                         "onnxruntime_metrics": onnx_metrics}
+    results["export"] = {
+        "opset": OPSET,
+        "file": file_info,
+        "params": params,
+        "parity": {
+            "faces": PARITY_FACES,
+            "max_abs_age_diff_years": age_diff,
+            "max_abs_gender_diff": gender_diff,
+        },
+        "onnxruntime_metrics": onnx_metrics,
+    }
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     update_manifest(name, config, file_info, params, onnx_metrics, results)
     print(json.dumps(results["export"], indent=2))
     return results
 
 
-def update_manifest(name: str, config: dict[str, Any], file_info: dict[str, Any], params: int,
-                    onnx_metrics: dict[str, Any], results: dict[str, Any]) -> None:
+def update_manifest(
+    name: str,
+    config: dict[str, Any],
+    file_info: dict[str, Any],
+    params: int,
+    onnx_metrics: dict[str, Any],
+    results: dict[str, Any],
+) -> None:
     info = config["manifest"]
     output = {"age": "age"}
     if info["task"] == "age+gender":
         output["gender"] = "gender"
     meta = results.get("data", {}).get("crop_cache", {}).get("per_split", {})
+    missed = meta.get("test", {}).get("not_detected", "?")
     entry = {
         "task": info["task"],
         "architecture": info["architecture"],
@@ -149,20 +173,27 @@ def update_manifest(name: str, config: dict[str, Any], file_info: dict[str, Any]
         "license": LICENSE,
         "params": params,
         "file": file_info,
-        "input": {"name": "input", "size": config["input_size"],
-                  "crop_scales": config["crop_scales"], "color_order": "rgb",
-                  "mean": list(MEAN), "std": list(STD)},
+        "input": {
+            "name": "input",
+            "size": config["input_size"],
+            "crop_scales": config["crop_scales"],
+            "color_order": "rgb",
+            "mean": list(MEAN),
+            "std": list(STD),
+        },
         "output": output,
         "age_range": [0, 116],
         "metrics": {
             "utkface_test": onnx_metrics["test"],
             "utkface_val": onnx_metrics["val"],
-            "protocol": ("onnxruntime on faceage's own crops of the fixed UTKFace test split "
-                         "(RetinaFace + context_crops; chips with no detected face cropped as "
-                         f"aligned chips: {meta.get('test', {}).get('not_detected', '?')} in test); "
-                         "model chosen on val"),
+            "protocol": (
+                "onnxruntime on faceage's own crops of the fixed UTKFace test split "
+                "(RetinaFace + context_crops; chips with no detected face cropped as "
+                f"aligned chips: {missed} in test); "
+                "model chosen on val"
+            ),
             "epochs": results.get("epochs"),
-            "command": f"python -m training.train {name} && python -m training.export {name}",
+            "command": (f"python -m training.train {name} && python -m training.export {name}"),
         },
     }
     data = json.loads(MANIFEST.read_text())

@@ -1,6 +1,6 @@
 """Print each architecture's trainable parameters next to its paper's figure.
 
-    python -m training.params
+python -m training.params
 """
 
 from __future__ import annotations

@@ -76,12 +76,15 @@ def predict(model: torch.nn.Module, data: CachedSplit, batch_size: int = 512):
                 ages.append(out["age"].clamp(0, AGE_MAX).numpy())
             if "gender" in out or "gender_logit" in out:
                 genders.append(gender_probability(out).numpy())
-    return (np.concatenate(ages) if ages else None,
-            np.concatenate(genders) if genders else None)
+    return (np.concatenate(ages) if ages else None, np.concatenate(genders) if genders else None)
 
 
-def metrics(data: CachedSplit, ages: np.ndarray | None, genders: np.ndarray | None,
-            mask: np.ndarray | None = None) -> dict[str, float]:
+def metrics(
+    data: CachedSplit,
+    ages: np.ndarray | None,
+    genders: np.ndarray | None,
+    mask: np.ndarray | None = None,
+) -> dict[str, float]:
     mask = np.ones(len(data), dtype=bool) if mask is None else mask
     result: dict[str, float] = {"images": int(mask.sum())}
     if ages is not None:
@@ -99,7 +102,9 @@ def selection_score(result: dict[str, float]) -> float:
     return result["mae"] if "mae" in result else 1.0 - result["gender_accuracy"]
 
 
-def learning_rate(config: dict[str, Any], step: int, total_steps: int, steps_per_epoch: int) -> float:
+def learning_rate(
+    config: dict[str, Any], step: int, total_steps: int, steps_per_epoch: int
+) -> float:
     warmup = config.get("warmup_epochs", 1) * steps_per_epoch
     base, final = config["lr"], config["lr"] * config.get("final_lr_fraction", 0.01)
     if step < warmup:
@@ -110,17 +115,25 @@ def learning_rate(config: dict[str, Any], step: int, total_steps: int, steps_per
 
 def make_optimizer(config: dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    for param in model.parameters():
         (no_decay if param.ndim <= 1 else decay).append(param)
-    groups = [{"params": decay, "weight_decay": config.get("weight_decay", 0.0)},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": config.get("weight_decay", 0.0)},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     if config.get("optimizer", "adamw") == "sgd":
         return torch.optim.SGD(groups, lr=config["lr"], momentum=0.9, nesterov=True)
     return torch.optim.AdamW(groups, lr=config["lr"])
 
 
-def train(name: str, *, epochs: int | None = None, seed: int | None = None,
-          fresh: bool = False, limit_batches: int | None = None) -> dict[str, Any]:
+def train(
+    name: str,
+    *,
+    epochs: int | None = None,
+    seed: int | None = None,
+    fresh: bool = False,
+    limit_batches: int | None = None,
+) -> dict[str, Any]:
     config = load_config(name)
     if epochs is not None:
         config["epochs"] = epochs
@@ -162,7 +175,7 @@ def train(name: str, *, epochs: int | None = None, seed: int | None = None,
             step = epoch * steps_per_epoch + batch
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, total_steps, steps_per_epoch)
-            rows = np.sort(order[batch * batch_size:(batch + 1) * batch_size])
+            rows = np.sort(order[batch * batch_size : (batch + 1) * batch_size])
             x = augment(train_set.inputs(rows), config.get("augment", {}), generator)
             ages = torch.from_numpy(train_set.ages[rows])
             genders = torch.from_numpy(train_set.genders[rows])
@@ -176,17 +189,31 @@ def train(name: str, *, epochs: int | None = None, seed: int | None = None,
         train_seconds = time.time() - started
         val = metrics(val_set, *predict(model, val_set))
         score = selection_score(val)
-        record = {"epoch": epoch + 1, "train_loss": round(float(np.mean(losses)), 4),
-                  "val": val, "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": round(time.time() - started, 1),
-                  "train_seconds": round(train_seconds, 1)}
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": round(float(np.mean(losses)), 4),
+            "val": val,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(time.time() - started, 1),
+            "train_seconds": round(train_seconds, 1),
+        }
         state["history"].append(record)
         state["epoch"] = epoch + 1
         if score < state["best_score"]:
             state["best_score"], state["best_epoch"] = score, epoch + 1
-            torch.save({"model": model.state_dict(), "config": config, "epoch": epoch + 1}, run_dir / "best.pt")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "state": state, "config": config}, run_dir / "last.pt.tmp")
+            torch.save(
+                {"model": model.state_dict(), "config": config, "epoch": epoch + 1},
+                run_dir / "best.pt",
+            )
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "state": state,
+                "config": config,
+            },
+            run_dir / "last.pt.tmp",
+        )
         (run_dir / "last.pt.tmp").replace(last)
         print(json.dumps(record), flush=True)
         if limit_batches is not None:
@@ -195,8 +222,9 @@ def train(name: str, *, epochs: int | None = None, seed: int | None = None,
     return write_results(name, config, model, state)
 
 
-def write_results(name: str, config: dict[str, Any], model: torch.nn.Module,
-                  state: dict[str, Any]) -> dict[str, Any]:
+def write_results(
+    name: str, config: dict[str, Any], model: torch.nn.Module, state: dict[str, Any]
+) -> dict[str, Any]:
     """Evaluate the chosen (best-val) checkpoint on val and, once, on test."""
     best = torch.load(RUNS_DIR / name / "best.pt", weights_only=False)
     model.load_state_dict(best["model"])
@@ -214,9 +242,13 @@ def write_results(name: str, config: dict[str, Any], model: torch.nn.Module,
         "params": count_params(model),
         "config": config,
         "seed": config["seed"],
-        "data": {"dataset": "UTKFace (aligned & cropped chips)", "split": "fixed train/val/test of labels.csv",
-                 "train_images": meta["per_split"]["train"]["images"],
-                 "crop_cache": meta, "evaluated_on": "cached crops (faceage RetinaFace + context_crops)"},
+        "data": {
+            "dataset": "UTKFace (aligned & cropped chips)",
+            "split": "fixed train/val/test of labels.csv",
+            "train_images": meta["per_split"]["train"]["images"],
+            "crop_cache": meta,
+            "evaluated_on": "cached crops (faceage RetinaFace + context_crops)",
+        },
         "epochs": state["epoch"],
         "best_epoch": state["best_epoch"],
         "seconds_per_epoch": round(float(np.median(seconds)), 1) if seconds else None,
@@ -237,8 +269,13 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore runs/NAME/last.pt")
     parser.add_argument("--limit-batches", type=int, help="time a few batches of one epoch")
     args = parser.parse_args()
-    train(args.name, epochs=args.epochs, seed=args.seed, fresh=args.fresh,
-          limit_batches=args.limit_batches)
+    train(
+        args.name,
+        epochs=args.epochs,
+        seed=args.seed,
+        fresh=args.fresh,
+        limit_batches=args.limit_batches,
+    )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ def build_model(architecture: str) -> nn.Module:
     try:
         builder, _ = ARCHITECTURES[architecture]
     except KeyError:
-        raise ValueError(f"unknown architecture {architecture!r}; choose one of "
-                         f"{', '.join(ARCHITECTURES)}") from None
+        raise ValueError(
+            f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
+        ) from None
     return builder()
 
 
@@ -44,8 +45,13 @@ class ExportGraph(nn.Module):
     separate gender net); otherwise the age model's own gender output is used.
     """
 
-    def __init__(self, age_model: nn.Module, gender_model: nn.Module | None = None, *,
-                 with_gender: bool = False) -> None:
+    def __init__(
+        self,
+        age_model: nn.Module,
+        gender_model: nn.Module | None = None,
+        *,
+        with_gender: bool = False,
+    ) -> None:
         super().__init__()
         self.age_model = age_model
         self.gender_model = gender_model

@@ -20,8 +20,13 @@ from training.models.common import AGE_MAX, conv_bn
 
 
 class AgeGenderNet(nn.Module):
-    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512), input_size: int = 64,
-                 hidden: int = 512, dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        widths: tuple[int, ...] = (64, 128, 256, 512),
+        input_size: int = 64,
+        hidden: int = 512,
+        dropout: float = 0.5,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         cin = 3
@@ -32,8 +37,12 @@ class AgeGenderNet(nn.Module):
         grid = input_size // 2 ** len(widths)
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(cin * grid * grid, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(cin * grid * grid, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
             nn.Linear(hidden, 2),
         )
 
@@ -43,7 +52,9 @@ class AgeGenderNet(nn.Module):
         out = self.head(self.features(x))
         return {"age": out[:, 0] * AGE_MAX, "gender": out[:, 1]}
 
-    def loss(self, out: dict[str, torch.Tensor], ages: torch.Tensor,
-             genders: torch.Tensor) -> torch.Tensor:
-        return (F.mse_loss(out["age"] / AGE_MAX, ages / AGE_MAX)
-                + F.mse_loss(out["gender"], genders.float()))
+    def loss(
+        self, out: dict[str, torch.Tensor], ages: torch.Tensor, genders: torch.Tensor
+    ) -> torch.Tensor:
+        return F.mse_loss(out["age"] / AGE_MAX, ages / AGE_MAX) + F.mse_loss(
+            out["gender"], genders.float()
+        )

@@ -52,8 +52,9 @@ class C3AEBackbone(nn.Module):
 
 
 class C3AE(nn.Module):
-    def __init__(self, num_crops: int = 3, use_se: bool = True, alpha: float = 10.0,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, num_crops: int = 3, use_se: bool = True, alpha: float = 10.0, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.num_crops = num_crops
         self.alpha = alpha
@@ -72,8 +73,9 @@ class C3AE(nn.Module):
         age = self.to_age(log_bins.exp()).squeeze(1)
         return {"age": age, "log_bins": log_bins}
 
-    def loss(self, out: dict[str, torch.Tensor], ages: torch.Tensor,
-             genders: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, out: dict[str, torch.Tensor], ages: torch.Tensor, genders: torch.Tensor
+    ) -> torch.Tensor:
         target = two_point_representation(ages)
         kl = F.kl_div(out["log_bins"], target, reduction="batchmean")
         return self.alpha * kl + F.l1_loss(out["age"], ages)

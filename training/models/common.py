@@ -42,8 +42,11 @@ class SqueezeExcite(nn.Module):
         return x * scale
 
 
-def conv_bn(cin: int, cout: int, kernel: int, *, padding: int = 0, stride: int = 1,
-            groups: int = 1) -> list[nn.Module]:
+def conv_bn(
+    cin: int, cout: int, kernel: int, *, padding: int = 0, stride: int = 1, groups: int = 1
+) -> list[nn.Module]:
     """Convolution without bias (BatchNorm's shift replaces it) followed by BatchNorm."""
-    return [nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, groups=groups,
-                      bias=False), nn.BatchNorm2d(cout)]
+    return [
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]

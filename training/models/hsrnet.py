@@ -46,8 +46,10 @@ class StagedSubNetwork(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(pool)
         self.head = nn.Sequential(
             nn.Dropout(0.2),
-            nn.Linear(q * pool * pool, q), nn.ReLU(inplace=True),
-            nn.Linear(q, 2 * q), nn.ReLU(inplace=True),
+            nn.Linear(q * pool * pool, q),
+            nn.ReLU(inplace=True),
+            nn.Linear(q, 2 * q),
+            nn.ReLU(inplace=True),
             nn.Linear(2 * q, q),
         )
         self.value = nn.Linear(q, 1, bias=False)
@@ -60,8 +62,16 @@ class StagedSubNetwork(nn.Module):
 
 
 class HSRNet(nn.Module):
-    def __init__(self, p: int, q: int, *, separable: bool, num_crops: int = 3, pool: int = 4,
-                 value_range: float = AGE_MAX) -> None:
+    def __init__(
+        self,
+        p: int,
+        q: int,
+        *,
+        separable: bool,
+        num_crops: int = 3,
+        pool: int = 4,
+        value_range: float = AGE_MAX,
+    ) -> None:
         super().__init__()
         self.num_crops = num_crops
         self.convs = _conv_layers(p, separable)
@@ -77,6 +87,7 @@ class HSRNet(nn.Module):
         maps = maps.reshape(n, self.num_crops * maps.shape[1], *maps.shape[2:])
         return {"age": self.stage_h(maps) + self.stage_l(maps)}
 
-    def loss(self, out: dict[str, torch.Tensor], ages: torch.Tensor,
-             genders: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, out: dict[str, torch.Tensor], ages: torch.Tensor, genders: torch.Tensor
+    ) -> torch.Tensor:
         return F.l1_loss(out["age"], ages)

@@ -45,15 +45,27 @@ def _divisible(value: float, divisor: int = 8) -> int:
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, cin: int, kernel: int, expanded: int, cout: int, use_se: bool,
-                 hswish: bool, stride: int) -> None:
+    def __init__(
+        self,
+        cin: int,
+        kernel: int,
+        expanded: int,
+        cout: int,
+        use_se: bool,
+        hswish: bool,
+        stride: int,
+    ) -> None:
         super().__init__()
         act = nn.Hardswish if hswish else nn.ReLU
         layers: list[nn.Module] = []
         if expanded != cin:
             layers += [*conv_bn(cin, expanded, 1), act()]
-        layers += [*conv_bn(expanded, expanded, kernel, padding=kernel // 2, stride=stride,
-                            groups=expanded), act()]
+        layers += [
+            *conv_bn(
+                expanded, expanded, kernel, padding=kernel // 2, stride=stride, groups=expanded
+            ),
+            act(),
+        ]
         if use_se:
             layers.append(SqueezeExcite(expanded, _divisible(expanded / 4), nn.Hardsigmoid()))
         layers += conv_bn(expanded, cout, 1)
@@ -86,7 +98,9 @@ class MobileAgeNet(nn.Module):
         age = AGE_MAX * torch.sigmoid(self.age_head(features)).squeeze(1)
         return {"age": age, "gender_logit": self.gender_head(features).squeeze(1)}
 
-    def loss(self, out: dict[str, torch.Tensor], ages: torch.Tensor,
-             genders: torch.Tensor) -> torch.Tensor:
-        return (F.l1_loss(out["age"], ages)
-                + 5.0 * F.binary_cross_entropy_with_logits(out["gender_logit"], genders.float()))
+    def loss(
+        self, out: dict[str, torch.Tensor], ages: torch.Tensor, genders: torch.Tensor
+    ) -> torch.Tensor:
+        return F.l1_loss(out["age"], ages) + 5.0 * F.binary_cross_entropy_with_logits(
+            out["gender_logit"], genders.float()
+        )

@@ -6,7 +6,8 @@ Figure 1 of the paper, SSR-Net(3,3,3) on one 64x64 crop:
 - stage k takes both streams at one depth (stage 1: after block 4; stage 2: after
   block 2; stage 3: after block 1), and its fusion block makes a distribution p(k)
   over s_k bins, shifts eta(k) of each bin index and a scale Delta_k of the bin width:
-      y = V * sum_k sum_i p_i(k) * (i + lambda_eta * eta_i(k)) / prod_{j<=k} (s_j (1 + lambda_d * Delta_j))
+      y = V * sum_k sum_i p_i(k) * (i + lambda_eta * eta_i(k))
+                / prod_{j<=k} (s_j (1 + lambda_d * Delta_j))
 - fusion block: 1x1 conv to 10 channels (ReLU / Tanh), pooling to about 4x4 or 3x3,
   flatten; Delta from the element-wise product of the two streams through FC + Tanh;
   p (ReLU) and eta (Tanh) from the product of both streams after dropout + FC + ReLU
@@ -47,10 +48,16 @@ class FusionBlock(nn.Module):
     def __init__(self, bins: int, pool: int, grid: int) -> None:
         super().__init__()
         self.bins = bins
-        self.x_reduce = nn.Sequential(nn.Conv2d(32, FUSION_CHANNELS, 1), nn.ReLU(),
-                                      nn.AvgPool2d(pool) if pool > 1 else nn.Identity())
-        self.s_reduce = nn.Sequential(nn.Conv2d(16, FUSION_CHANNELS, 1), nn.Tanh(),
-                                      nn.MaxPool2d(pool) if pool > 1 else nn.Identity())
+        self.x_reduce = nn.Sequential(
+            nn.Conv2d(32, FUSION_CHANNELS, 1),
+            nn.ReLU(),
+            nn.AvgPool2d(pool) if pool > 1 else nn.Identity(),
+        )
+        self.s_reduce = nn.Sequential(
+            nn.Conv2d(16, FUSION_CHANNELS, 1),
+            nn.Tanh(),
+            nn.MaxPool2d(pool) if pool > 1 else nn.Identity(),
+        )
         flat = FUSION_CHANNELS * grid * grid
         self.x_predict = nn.Sequential(nn.Dropout(0.2), nn.Linear(flat, bins), nn.ReLU())
         self.s_predict = nn.Sequential(nn.Dropout(0.2), nn.Linear(flat, bins), nn.ReLU())
@@ -70,8 +77,9 @@ class FusionBlock(nn.Module):
 
 
 class SSRNet(nn.Module):
-    def __init__(self, stages: tuple[int, ...] = (3, 3, 3), value_range: float = AGE_MAX,
-                 target: str = "age") -> None:
+    def __init__(
+        self, stages: tuple[int, ...] = (3, 3, 3), value_range: float = AGE_MAX, target: str = "age"
+    ) -> None:
         super().__init__()
         if len(stages) != 3:
             raise ValueError("SSR-Net here has exactly three stages")
@@ -82,8 +90,13 @@ class SSRNet(nn.Module):
         self.s_stream = _stream(16, nn.Tanh, nn.MaxPool2d)
         # stage 1 on block 4 (4x4), stage 2 on block 2 (14x14 -> 3x3), stage 3 on block 1
         # (31x31 -> 3x3)
-        self.fusion = nn.ModuleList([FusionBlock(stages[0], 1, 4), FusionBlock(stages[1], 4, 3),
-                                     FusionBlock(stages[2], 8, 3)])
+        self.fusion = nn.ModuleList(
+            [
+                FusionBlock(stages[0], 1, 4),
+                FusionBlock(stages[1], 4, 3),
+                FusionBlock(stages[2], 8, 3),
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() == 5:
@@ -106,8 +119,9 @@ class SSRNet(nn.Module):
         value = value * self.value_range
         return {self.target: value}
 
-    def loss(self, out: dict[str, torch.Tensor], ages: torch.Tensor,
-             genders: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, out: dict[str, torch.Tensor], ages: torch.Tensor, genders: torch.Tensor
+    ) -> torch.Tensor:
         if self.target == "age":
             return F.l1_loss(out["age"], ages)
         # gender regressed to 0 (male) / 1 (female); squared error so the output
