@@ -1,0 +1,399 @@
+"""int8 variants of every registered model: are they faster, and what do they cost in MAE?
+
+    python -m benchmarks.quantize                       # all models, full test split
+    python -m benchmarks.quantize --models c3ae --limit 300 --rounds 1
+
+For each model, onnxruntime's quantization tools build three int8 graphs from the
+verified float32 file (after ``quant_pre_process``):
+
+- ``dynamic``: int8 weights, activations quantized at run time (``quantize_dynamic``);
+- ``qdq``: static, QuantizeLinear/DequantizeLinear pairs (``QuantFormat.QDQ``);
+- ``qoperator``: static, quantized operators such as QLinearConv (``QuantFormat.QOperator``).
+
+The static ones are calibrated (MinMax, per-channel int8 weights, uint8 activations) on
+crops of UTKFace *val* images made by faceage's own pipeline (RetinaFace, alignment,
+context crops, normalisation), never on test. Each variant is then timed with
+``benchmarks.speed.bench_model`` (ms/face at batch 1, faces/s at batch 64, 1 and 2
+threads), alternating with the float32 file over ``--rounds`` rounds and keeping each
+file's best figure, because the machine is shared; and scored through the full pipeline
+with ``benchmarks.accuracy.evaluate`` on the test split, flip off.
+
+A variant qualifies for shipping as ``NAME-int8`` when its speed-up (geometric mean of
+the four ratios: batch-1 latency and batch-64 throughput at 1 and 2 threads) is at least
+1.3x and its test MAE is at most 0.1 years worse. Files go to ``.cache/int8/``
+(``NAME-int8-VARIANT.onnx``, and ``NAME-int8.onnx`` for the best qualifying variant);
+nothing is added to the package or the manifest.
+
+Writes ``benchmarks/results/quantize.json`` and ``quantize.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import logging
+import math
+import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_dynamic,
+    quantize_static,
+)
+
+import faceage
+from benchmarks.accuracy import MemoDetector, evaluate
+from benchmarks.common import (
+    RESULTS_DIR,
+    ROOT,
+    UTKFACE,
+    machine_description,
+    read_utkface,
+    write_json,
+)
+from benchmarks.speed import bench_model, matmul_peak_gflops
+from faceage.detection.retinaface import RetinaFaceDetector
+from faceage.estimator import AgeEstimator
+from faceage.hub import resolve_weight_file
+from faceage.images import load_image
+from faceage.preprocess import face_crops, to_input_tensor
+from faceage.spec import ModelSpec, load_manifest
+
+INT8_DIR = ROOT / ".cache" / "int8"
+VARIANTS = ("dynamic", "qdq", "qoperator")
+MIN_SPEEDUP = 1.3
+MAX_MAE_LOSS = 0.1
+
+
+class CropReader(CalibrationDataReader):  # type: ignore[misc]
+    """Feeds calibration tensors to onnxruntime's calibrator in small batches."""
+
+    def __init__(self, input_name: str, tensor: np.ndarray, batch: int = 16) -> None:
+        self._batches: Iterator[dict[str, np.ndarray]] = (
+            {input_name: tensor[i : i + batch]} for i in range(0, len(tensor), batch)
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def calibration_tensor(
+    spec: ModelSpec, detector: MemoDetector, *, images: int, split: str = "val"
+) -> np.ndarray:
+    """The model's input for the best-scored face of ``images`` evenly spaced ``split``
+    images, made exactly as at inference (detect, align, context crops, normalise)."""
+    rows = read_utkface(split)
+    step = max(len(rows) // images, 1)
+    crops = []
+    for row in rows[::step][:images]:
+        image = load_image(UTKFACE / "images" / row.file)
+        found = detector.detect(image)
+        if found:
+            crops.append(face_crops(image, [np.asarray(found[0].landmarks)], spec))
+    return to_input_tensor(np.concatenate(crops), spec)
+
+
+def build_variant(
+    variant: str, source: Path, target: Path, spec: ModelSpec, calib: np.ndarray
+) -> None:
+    """Write the int8 graph of ``variant`` for the (pre-processed) float32 ``source``."""
+    if variant == "dynamic":
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
+        return
+    quantize_static(
+        source,
+        target,
+        CropReader(spec.input_name, calib),
+        quant_format=QuantFormat.QDQ if variant == "qdq" else QuantFormat.QOperator,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+
+
+@contextlib.contextmanager
+def quiet_root_logger() -> Iterator[None]:
+    """onnxruntime's quantizers log shape-inference chatter on the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def preprocess(path: Path, work: Path) -> Path:
+    """``quant_pre_process`` (shape inference, graph clean-up) or the file as it is."""
+    out = work / f"{path.stem}-pre.onnx"
+    try:
+        quant_pre_process(path, out, skip_symbolic_shape=True)
+        return out
+    except Exception as exc:  # the quantizers still work on the raw graph
+        print(f"  quant_pre_process failed ({exc}); quantizing the raw graph", file=sys.stderr)
+        return path
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def best_of(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One speed report from several rounds: the lowest latency, the highest throughput."""
+    best = dict(reports[0])
+    best["threads"] = {}
+    for threads in reports[0]["threads"]:
+        entries = [r["threads"][threads] for r in reports]
+        merged: dict[str, Any] = {}
+        for key in entries[0]:
+            values = [e[key] for e in entries if e[key] is not None]
+            if not values:
+                merged[key] = None
+            elif key.startswith("latency"):
+                merged[key] = min(values)
+            else:
+                merged[key] = max(values)
+        best["threads"][threads] = merged
+    return best
+
+
+def speedups(base: dict[str, Any], int8: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for threads in ("1", "2"):
+        b, q = base["threads"][threads], int8["threads"][threads]
+        out[f"latency_batch1_{threads}thr"] = b["latency_ms_batch1"] / q["latency_ms_batch1"]
+        out[f"throughput_batch64_{threads}thr"] = (
+            q["faces_per_s_batch64"] / b["faces_per_s_batch64"]
+        )
+    out["geomean"] = math.exp(np.mean([math.log(v) for v in out.values()]))
+    return out
+
+
+def timed_rounds(
+    paths: dict[str, Path], spec: ModelSpec, *, rounds: int, repeats: int
+) -> dict[str, Any]:
+    """``bench_model`` for every file, in alternating order, best figure over the rounds."""
+    peak = matmul_peak_gflops()
+    reports: dict[str, list[dict[str, Any]]] = {key: [] for key in paths}
+    order = list(paths)
+    for index in range(rounds):
+        for key in order if index % 2 == 0 else reversed(order):
+            reports[key].append(bench_model(spec, paths[key], repeats=repeats, peak=peak))
+    return {key: best_of(values) for key, values in reports.items()}
+
+
+def quantize_model(
+    spec: ModelSpec,
+    *,
+    detector: MemoDetector,
+    rows: Sequence[Any],
+    calibration_images: int,
+    rounds: int,
+    repeats: int,
+    out_dir: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    source = resolve_weight_file(spec.file, name=spec.name)
+    calib = calibration_tensor(spec, detector, images=calibration_images)
+    log(f"{spec.name}: {len(calib)} calibration faces from val")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {"fp32": source}
+    report: dict[str, Any] = {"calibration_faces": len(calib), "variants": {}}
+    with tempfile.TemporaryDirectory() as work, quiet_root_logger():
+        prepared = preprocess(source, Path(work))
+        for variant in VARIANTS:
+            target = out_dir / f"{spec.name}-int8-{variant}.onnx"
+            try:
+                build_variant(variant, prepared, target, spec, calib)
+                ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+            except Exception as exc:  # a quantizer or kernel gap is a result too
+                report["variants"][variant] = {"error": str(exc).splitlines()[0][:300]}
+                log(f"  {variant}: failed: {report['variants'][variant]['error']}")
+                continue
+            files[variant] = target
+            report["variants"][variant] = {
+                "file": str(target.relative_to(ROOT)),
+                "sha256": sha256(target),
+                "file_bytes": target.stat().st_size,
+            }
+
+    speed = timed_rounds(files, spec, rounds=rounds, repeats=repeats)
+    report["fp32"] = {"file_bytes": source.stat().st_size, "speed": speed["fp32"]}
+    base_estimator = AgeEstimator(spec, source, detector=detector)
+    base = evaluate(base_estimator, rows)
+    report["fp32"].update(mae=base["mae"], cs5=base["cs5"], no_face=base["no_face"])
+    log(f"  fp32: MAE {base['mae']:.3f}")
+    for variant, path in files.items():
+        if variant == "fp32":
+            continue
+        entry = report["variants"][variant]
+        int8_spec = replace(
+            spec,
+            name=f"{spec.name}-int8",
+            file=replace(
+                spec.file,
+                filename=path.name,
+                sha256=entry["sha256"],
+                size=entry["file_bytes"],
+                bundled=False,
+            ),
+        )
+        result = evaluate(AgeEstimator(int8_spec, path, detector=detector), rows)
+        entry.update(
+            speed=speed[variant],
+            speedup=speedups(speed["fp32"], speed[variant]),
+            mae=result["mae"],
+            cs5=result["cs5"],
+            mae_delta=result["mae"] - base["mae"],
+        )
+        if base.get("gender_accuracy") is not None:
+            entry["gender_accuracy_delta"] = result["gender_accuracy"] - base["gender_accuracy"]
+        entry["qualifies"] = bool(
+            entry["speedup"]["geomean"] >= MIN_SPEEDUP and entry["mae_delta"] <= MAX_MAE_LOSS
+        )
+        log(
+            f"  {variant}: x{entry['speedup']['geomean']:.2f}, MAE {result['mae']:.3f} "
+            f"({entry['mae_delta']:+.3f}){'  qualifies' if entry['qualifies'] else ''}"
+        )
+    qualified = [v for v, e in report["variants"].items() if e.get("qualifies")]
+    chosen = max(qualified, key=lambda v: report["variants"][v]["speedup"]["geomean"], default=None)
+    report["qualifying_variant"] = chosen
+    final = out_dir / f"{spec.name}-int8.onnx"
+    if chosen:
+        shutil.copyfile(files[chosen], final)
+        report["int8_file"] = str(final.relative_to(ROOT))
+    elif final.exists():
+        final.unlink()  # a stale choice from an earlier run must not look current
+    return report
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"int8 variants on {results['machine']}, onnxruntime {results['onnxruntime']}; test "
+        f"MAE on UTKFace test ({results['images']} images, full pipeline, flip off); "
+        f"calibration on {results['calibration_images']} UTKFace val images.",
+        f"Command: `{results['command']}`",
+        "",
+        "| model | variant | size | ms/face b=1 1 thr | faces/s b=64 2 thr | speed-up "
+        "(b1 1thr / b1 2thr / b64 1thr / b64 2thr) | geo-mean | test MAE | ΔMAE | ships? |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results["models"].items():
+        fp32 = r["fp32"]
+        s = fp32["speed"]["threads"]
+        lines.append(
+            f"| `{name}` | fp32 | {fp32['file_bytes'] / 1024:.0f} KB | "
+            f"{s['1']['latency_ms_batch1']:.3f} | {s['2']['faces_per_s_batch64']:.0f} | | | "
+            f"{fp32['mae']:.3f} | | |"
+        )
+        for variant, e in r["variants"].items():
+            if "error" in e:
+                lines.append(
+                    f"| `{name}` | {variant} | failed: {e['error'][:80]} | | | | | | | no |"
+                )
+                continue
+            t, x = e["speed"]["threads"], e["speedup"]
+            ratios = " / ".join(
+                f"{x[k]:.2f}"
+                for k in (
+                    "latency_batch1_1thr",
+                    "latency_batch1_2thr",
+                    "throughput_batch64_1thr",
+                    "throughput_batch64_2thr",
+                )
+            )
+            lines.append(
+                f"| `{name}` | {variant} | {e['file_bytes'] / 1024:.0f} KB | "
+                f"{t['1']['latency_ms_batch1']:.3f} | {t['2']['faces_per_s_batch64']:.0f} | "
+                f"{ratios} | **{x['geomean']:.2f}x** | {e['mae']:.3f} | {e['mae_delta']:+.3f} | "
+                f"{'**yes**' if e['qualifies'] else 'no'} |"
+            )
+    lines += [
+        "",
+        f"- Ships as `NAME-int8` only at >= {MIN_SPEEDUP}x geo-mean speed-up and <= "
+        f"{MAX_MAE_LOSS} years MAE loss. Speed: best of {results['rounds']} alternating "
+        "rounds of `benchmarks.speed.bench_model` (the machine is shared).",
+        "- Qualifying: "
+        + (
+            ", ".join(
+                f"`{n}` ({r['qualifying_variant']})"
+                for n, r in results["models"].items()
+                if r.get("qualifying_variant")
+            )
+            or "none"
+        )
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="all", help="comma-separated names, or 'all'")
+    parser.add_argument("--limit", type=int, default=None, help="first N test images only")
+    parser.add_argument("--calibration-images", type=int, default=200, help="val images")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating speed rounds")
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per figure")
+    parser.add_argument("--int8-dir", type=Path, default=INT8_DIR)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    names = (
+        [s.name for s in faceage.list_models()] if args.models == "all" else args.models.split(",")
+    )
+    rows = read_utkface("test")[: args.limit]
+    detector = MemoDetector(RetinaFaceDetector())
+    manifest = load_manifest()
+    results: dict[str, Any] = {
+        "machine": machine_description(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "faceage": faceage.__version__,
+        "images": len(rows),
+        "calibration_images": args.calibration_images,
+        "rounds": args.rounds,
+        "min_speedup": MIN_SPEEDUP,
+        "max_mae_loss": MAX_MAE_LOSS,
+        "command": " ".join(
+            ["python -m benchmarks.quantize", *(sys.argv[1:] if argv is None else argv)]
+        ).strip(),
+        "models": {},
+    }
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    for name in names:
+        results["models"][name] = quantize_model(
+            manifest.model(name),
+            detector=detector,
+            rows=rows,
+            calibration_images=args.calibration_images,
+            rounds=args.rounds,
+            repeats=args.repeats,
+            out_dir=args.int8_dir,
+            log=log,
+        )
+    suffix = "" if args.limit is None else f"_{args.limit}"
+    write_json(args.out / f"quantize{suffix}.json", results)
+    (args.out / f"quantize{suffix}.md").write_text(markdown(results), encoding="utf-8")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
