@@ -5,7 +5,9 @@
 Reads ``benchmarks/results/accuracy.json`` and ``speed.json`` (made by
 ``python -m benchmarks.accuracy`` and ``python -m benchmarks.speed``) and the manifest,
 and replaces the text between ``<!-- models-table:start -->`` and
-``<!-- models-table:end -->`` in README.md.
+``<!-- models-table:end -->`` in README.md. When ``peer.json`` (``python -m
+benchmarks.peer``) and ``quantize.json`` (``python -m benchmarks.quantize``) exist, the
+block also gets a "Side by side with a peer" and a "Quantized variants" table.
 """
 
 from __future__ import annotations
@@ -73,12 +75,78 @@ def models_table(accuracy: dict[str, Any], speed: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
+def peer_section(peer: dict[str, Any]) -> str:
+    """faceage next to the peer package, both measured in one run on one machine."""
+    from benchmarks.peer import summary_rows
+
+    versions = ", ".join(f"{k} {v}" for k, v in peer["peer"]["versions"].items())
+    lines = [
+        "### Side by side with a peer",
+        "",
+        "| package | model | detector | test MAE | CS(5) | gender acc | no face | images/s |",
+        "|---|---|---|---|---|---|---|---|",
+        *("| " + " | ".join(row) + " |" for row in summary_rows(peer)),
+        "",
+        f"- `{peer['command']}`: UTKFace {peer['split']} split ({peer['images']} images), "
+        f"both in one run on {peer['machine']}, {peer['speed']['threads']} onnxruntime "
+        f"thread each; images/s include decoding and detection. Each tool scores its "
+        f"first face; *no face* images are left out of its MAE. The peer's age output "
+        f"stops at 80. Peer environment: {versions}.",
+        *(
+            f"- On the {c['images']} images where both `{name}`'s and the peer's own detector "
+            f"found a face: MAE {c['faceage']['mae']:.2f} (faceage) vs "
+            f"{c['peer']['mae']:.2f} (peer)."
+            for name, c in peer.get("both_found", {}).items()
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def quantize_section(quantize: dict[str, Any]) -> str:
+    """int8 variants of each model: speed-up and the test MAE they cost."""
+    lines = [
+        "### Quantized variants",
+        "",
+        "| model | int8 variant | size | speed-up (geo-mean; min-max) | test MAE | ΔMAE | ships |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in quantize.get("models", {}).items():
+        for variant, e in r["variants"].items():
+            if "error" in e:
+                lines.append(f"| `{name}` | {variant} | failed | | | | no |")
+                continue
+            ratios = [v for k, v in e["speedup"].items() if k != "geomean"]
+            lines.append(
+                f"| `{name}` | {variant} | {e['file_bytes'] / 1024:.0f} KB "
+                f"(fp32 {r['fp32']['file_bytes'] / 1024:.0f} KB) | "
+                f"{e['speedup']['geomean']:.2f}x; {min(ratios):.2f}-{max(ratios):.2f} | "
+                f"{e['mae']:.2f} | {e['mae_delta']:+.2f} | {'yes' if e['qualifies'] else 'no'} |"
+            )
+    lines += [
+        "",
+        f"- `{quantize['command']}` on {quantize['machine']}, onnxruntime "
+        f"{quantize['onnxruntime']}; static variants calibrated on "
+        f"{quantize['calibration_images']} UTKFace val images; MAE on the "
+        f"{quantize['images']} test images through the full pipeline. Speed-up: batch-1 "
+        "latency and batch-64 throughput at 1 and 2 threads against the float32 file. "
+        f"A variant ships only at >= {quantize['min_speedup']}x and <= "
+        f"{quantize['max_mae_loss']} years MAE loss.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
     if START not in text or END not in text:
         raise SystemExit(f"README.md has no {START} ... {END} block")
     table = models_table(_load(RESULTS_DIR / "accuracy.json"), _load(RESULTS_DIR / "speed.json"))
+    peer = _load(RESULTS_DIR / "peer.json")
+    if peer:
+        table += "\n" + peer_section(peer)
+    quantize = _load(RESULTS_DIR / "quantize.json")
+    if quantize:
+        table += "\n" + quantize_section(quantize)
     pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
     readme.write_text(pattern.sub(lambda _: f"{START}\n{table}{END}", text), encoding="utf-8")
     print(table)
