@@ -57,6 +57,13 @@ PEER_VERSION = "2.0.0"
 PEER_VENV = ROOT / ".cache" / "peer-venv"
 DRIVER = Path(__file__).with_name("peer_driver.py")
 PEER_DETECTOR = "dlib HOG + 5-point landmarks"
+# dlib-models describes the age network as trained on "a private dataset of about 110k
+# different labelled images", so UTKFace test faces may be among them.
+TRAINING_DATA_CAVEAT = (
+    "The peer's age and gender networks (Cydral, via dlib-models) were trained on private "
+    "data sets (about 110k and 200k images); UTKFace test images may be among them, which "
+    "would flatter the peer. faceage's models never saw the test split."
+)
 
 
 def ensure_peer_venv(venv: Path = PEER_VENV) -> Path:
@@ -397,6 +404,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"under the same load).",
         f"- The peer's age output ends at 80 years (81 classes); UTKFace runs to 116. "
         f"Peer environment: {versions}.",
+        f"- {TRAINING_DATA_CAVEAT}",
     ]
     return "\n".join(lines) + "\n"
 

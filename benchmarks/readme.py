@@ -77,7 +77,7 @@ def models_table(accuracy: dict[str, Any], speed: dict[str, Any]) -> str:
 
 def peer_section(peer: dict[str, Any]) -> str:
     """faceage next to the peer package, both measured in one run on one machine."""
-    from benchmarks.peer import summary_rows
+    from benchmarks.peer import TRAINING_DATA_CAVEAT, summary_rows
 
     versions = ", ".join(f"{k} {v}" for k, v in peer["peer"]["versions"].items())
     lines = [
@@ -92,6 +92,7 @@ def peer_section(peer: dict[str, Any]) -> str:
         f"thread each; images/s include decoding and detection. Each tool scores its "
         f"first face; *no face* images are left out of its MAE. The peer's age output "
         f"stops at 80. Peer environment: {versions}.",
+        f"- {TRAINING_DATA_CAVEAT}",
         *(
             f"- On the {c['images']} images where both `{name}`'s and the peer's own detector "
             f"found a face: MAE {c['faceage']['mae']:.2f} (faceage) vs "
