@@ -1,0 +1,348 @@
+"""Score millions of photos with Ray Data: one estimator per worker, one row per face.
+
+    import ray
+    from faceage.integrations.ray import FaceagePredictor
+
+    photos = ray.data.read_binary_files("s3://bucket/photos/", include_paths=True)
+    ages = photos.map_batches(
+        FaceagePredictor, fn_constructor_kwargs={"model": "c3ae"},
+        batch_size=64, concurrency=4, num_cpus=1,
+    )
+    ages.write_parquet("s3://bucket/ages/")
+
+:class:`FaceagePredictor` is a class because Ray Data builds a callable class once per
+actor: the weights are resolved, sha256-checked and turned into onnxruntime sessions
+once per worker, then reused for every batch. Its output is flat columns of plain types
+with fixed fill values (NaN, -1, ``""``) so that every batch, whatever its mix of faces,
+images without faces and unreadable files, maps to the same Arrow schema, and
+``write_parquet`` / ``write_csv`` take it as is.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import numpy as np
+
+try:
+    import ray
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "faceage.integrations.ray needs Ray Data; install it with pip install 'faceage[ray]'"
+    ) from exc
+
+from faceage.detection import FaceDetector
+from faceage.estimator import DEFAULT_MODEL, AgeEstimator
+from faceage.images import ColorOrder, decode_image, describe_input, load_image
+from faceage.results import ImageResult
+from faceage.runtime import ProviderList
+
+logger = logging.getLogger(__name__)
+
+#: Output columns, in order (guarded by tests/test_ray.py::test_schema_is_stable).
+OUTPUT_COLUMNS: Final = (
+    "path",
+    "face_index",
+    "age",
+    "age_std",
+    "gender",
+    "gender_probability",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "detection_score",
+    "width",
+    "height",
+    "model",
+    "error",
+    "error_type",
+)
+_FLOAT_COLUMNS: Final = (
+    "age",
+    "age_std",
+    "gender_probability",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "detection_score",
+)
+_INT_COLUMNS: Final = ("face_index", "width", "height")
+
+
+class FaceagePredictor:
+    """A callable class for ``ray.data.Dataset.map_batches`` that estimates ages.
+
+    Each input row is one image, found in the first of these columns the batch has:
+    ``bytes_column`` (encoded bytes, as from ``read_binary_files``), ``image_column``
+    (decoded ``HxWx3`` arrays in ``color_order``, as from ``read_images``) or
+    ``path_column`` (file paths the worker can read). A batch with a single column of
+    another name (``from_items(paths)`` gives ``item``) is read as paths.
+    ``path_column``, when present, also names the image in the output.
+
+    Each output row is one face (``face_index`` 0, 1, ... best detection first). An
+    image without a face, or that cannot be read, still gets exactly one row, with
+    ``face_index`` -1 and, for a bad image, ``error`` and ``error_type`` filled.
+    Missing floats are NaN, missing ints -1 and missing text ``""``. Columns are
+    :data:`OUTPUT_COLUMNS` plus ``keep_columns``. A pandas batch gives a pandas
+    DataFrame back; any other batch a dict of numpy arrays.
+
+    Args:
+        model: a registered model name, ``hf-hub:owner/repo[@rev]`` or a local
+            directory with ``model.onnx`` + ``faceage.json``.
+        detector, providers, max_faces, flip, max_batch_size, detector_options,
+            local_files_only, cache_dir, weights_dir: as for
+            :meth:`faceage.AgeEstimator.from_pretrained`. ``providers=None`` picks CUDA
+            when onnxruntime-gpu can use it (give the actor ``num_gpus=1``), else CPU.
+        intra_op_num_threads: onnxruntime threads per call; None uses the number of
+            CPUs Ray gave this actor (``num_cpus``), so workers do not oversubscribe.
+        path_column, bytes_column, image_column: input column names.
+        color_order: channel order of arrays in ``image_column`` (``read_images`` gives
+            ``"rgb"``).
+        keep_columns: input columns copied to every output row of their image (an id
+            to join on, say).
+
+    Raises:
+        ValueError: a ``keep_columns`` name clashes with an output column.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        detector: str | FaceDetector | None = "retinaface",
+        providers: ProviderList | None = None,
+        intra_op_num_threads: int | None = None,
+        max_faces: int | None = None,
+        flip: bool = False,
+        max_batch_size: int = 64,
+        detector_options: dict[str, object] | None = None,
+        local_files_only: bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        weights_dir: str | os.PathLike[str] | None = None,
+        path_column: str = "path",
+        bytes_column: str = "bytes",
+        image_column: str = "image",
+        color_order: ColorOrder = "rgb",
+        keep_columns: Sequence[str] = (),
+    ) -> None:
+        clashes = sorted(set(keep_columns) & set(OUTPUT_COLUMNS))
+        if clashes:
+            raise ValueError(
+                f"keep_columns {clashes} clash with faceage's output columns; rename them "
+                "first, e.g. with Dataset.rename_columns"
+            )
+        if color_order not in ("bgr", "rgb"):
+            raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
+        threads = intra_op_num_threads if intra_op_num_threads is not None else _actor_cpus()
+        self.estimator = AgeEstimator.from_pretrained(
+            model,
+            detector=detector,
+            providers=providers,
+            intra_op_num_threads=threads,
+            local_files_only=local_files_only,
+            cache_dir=cache_dir,
+            weights_dir=weights_dir,
+            max_faces=max_faces,
+            flip=flip,
+            max_batch_size=max_batch_size,
+            detector_options=detector_options,
+        )
+        self.model_name = self.estimator.spec.name
+        self.path_column = path_column
+        self.bytes_column = bytes_column
+        self.image_column = image_column
+        self.color_order: ColorOrder = color_order
+        self.keep_columns = tuple(keep_columns)
+        logger.info(
+            "faceage worker ready: %r, %s onnxruntime threads",
+            self.estimator,
+            threads if threads is not None else "default",
+        )
+
+    def __repr__(self) -> str:
+        return f"FaceagePredictor({self.estimator!r})"
+
+    def __call__(self, batch: Any) -> Any:
+        """Score one batch (numpy dict, pandas DataFrame or pyarrow Table); see the class."""
+        names = _column_names(batch)
+        sources, images = self._inputs(batch, names)
+        results = self._score(sources, images)
+        columns, origin = _flatten(results, sources, self.model_name)
+        for name in self.keep_columns:
+            if name not in names:
+                raise ValueError(
+                    f"keep_columns names {name!r}, which this batch lacks; its columns are "
+                    f"{sorted(names)}"
+                )
+            columns[name] = _column(batch, name)[origin]
+        if type(batch).__module__.split(".")[0] == "pandas":
+            return _to_pandas(columns)
+        return columns
+
+    def _inputs(self, batch: Any, names: list[str]) -> tuple[list[str], list[Any]]:
+        paths = list(_column(batch, self.path_column)) if self.path_column in names else None
+        for column in (self.bytes_column, self.image_column):
+            if column in names:
+                images = list(_column(batch, column))
+                if paths is None:
+                    return [describe_input(image) for image in images], images
+                return [str(path) for path in paths], images
+        if paths is None and len(names) == 1:
+            paths = list(_column(batch, names[0]))
+        if paths is None:
+            raise ValueError(
+                f"no image column in this batch (columns: {sorted(names)}); give encoded "
+                f"bytes in {self.bytes_column!r}, arrays in {self.image_column!r} or file "
+                f"paths in {self.path_column!r}, or name your columns with "
+                "FaceagePredictor(bytes_column=..., image_column=..., path_column=...)"
+            )
+        return [str(path) for path in paths], paths
+
+    def _score(self, sources: list[str], images: list[Any]) -> list[ImageResult]:
+        results: list[ImageResult | None] = [None] * len(images)
+        decoded: list[np.ndarray] = []
+        positions: list[int] = []
+        for index, (source, image) in enumerate(zip(sources, images)):
+            try:
+                if isinstance(image, (bytes, bytearray, memoryview)):
+                    # Decoded here, not in the estimator, so errors name the file, not "<N bytes>".
+                    decoded.append(decode_image(bytes(image), source=source))
+                else:
+                    decoded.append(load_image(image, color_order=self.color_order))
+                positions.append(index)
+            except Exception as exc:  # one bad image never ends a batch
+                message = (str(exc) or type(exc).__name__).splitlines()[0]
+                logger.warning("skipped %s: %s", source, message)
+                results[index] = ImageResult(
+                    source=source, error=message, error_type=type(exc).__name__
+                )
+        for index, result in zip(positions, self.estimator.predict_batch(decoded)):
+            results[index] = result
+        return [r for r in results if r is not None]
+
+
+def score_dataset(
+    dataset: ray.data.Dataset,
+    *,
+    batch_size: int = 64,
+    concurrency: int | tuple[int, int] = 1,
+    num_cpus: float = 1,
+    num_gpus: float | None = None,
+    batch_format: str = "numpy",
+    **predictor_options: Any,
+) -> ray.data.Dataset:
+    """``dataset.map_batches(FaceagePredictor, ...)`` with sensible defaults.
+
+    Args:
+        dataset: rows of images (see :class:`FaceagePredictor` for the columns).
+        batch_size: images per call.
+        concurrency: number of actors, or ``(min, max)`` for an autoscaling pool.
+        num_cpus, num_gpus: resources of each actor.
+        batch_format: ``"numpy"`` or ``"pandas"``.
+        predictor_options: keyword arguments of :class:`FaceagePredictor`, checked here
+            so that a typo fails now rather than inside every worker.
+
+    Returns:
+        The lazy dataset of face rows; write it with ``write_parquet`` or ``write_csv``.
+    """
+    inspect.signature(FaceagePredictor).bind(**predictor_options)  # TypeError on a typo
+    return dataset.map_batches(
+        FaceagePredictor,
+        fn_constructor_kwargs=predictor_options,
+        batch_size=batch_size,
+        batch_format=batch_format,
+        concurrency=concurrency,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+    )
+
+
+def _actor_cpus() -> int | None:
+    """CPUs Ray assigned to the current actor, or None outside a Ray worker."""
+    try:
+        context: Any = ray.get_runtime_context()  # untyped in Ray
+        cpus = context.get_assigned_resources().get("CPU", 0.0)
+    except Exception:  # not in a worker, or an older Ray without this call
+        return None
+    return max(1, math.floor(cpus)) if cpus else None
+
+
+def _column_names(batch: Any) -> list[str]:
+    if hasattr(batch, "column_names"):  # pyarrow.Table
+        return list(batch.column_names)
+    if isinstance(batch, Mapping) or hasattr(batch, "columns"):  # numpy dict, DataFrame
+        return [str(name) for name in batch]
+    raise TypeError(
+        f"cannot read a batch of type {type(batch).__name__}; use map_batches with "
+        "batch_format='numpy' or 'pandas'"
+    )
+
+
+def _column(batch: Any, name: str) -> np.ndarray:
+    if hasattr(batch, "column_names"):
+        return np.asarray(batch.column(name).to_numpy(zero_copy_only=False))
+    values = batch[name]
+    return values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
+
+
+def _flatten(
+    results: Sequence[ImageResult], sources: Sequence[str], model: str
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Columns of the face rows, and the input row each output row came from."""
+    rows: dict[str, list[Any]] = {name: [] for name in OUTPUT_COLUMNS}
+    origin: list[int] = []
+    missing = math.nan
+    for index, (result, source) in enumerate(zip(results, sources)):
+        faces = result.faces or (None,)
+        for face_index, face in enumerate(faces):
+            origin.append(index)
+            rows["path"].append(source)
+            rows["face_index"].append(face_index if face is not None else -1)
+            rows["width"].append(result.width if result.width is not None else -1)
+            rows["height"].append(result.height if result.height is not None else -1)
+            rows["model"].append(model)
+            rows["error"].append(result.error or "")
+            rows["error_type"].append(result.error_type or "")
+            if face is None:
+                for name in (*_FLOAT_COLUMNS, "gender"):
+                    rows[name].append("" if name == "gender" else missing)
+                continue
+            rows["age"].append(face.age)
+            rows["age_std"].append(missing if face.age_std is None else face.age_std)
+            rows["gender"].append(face.gender or "")
+            rows["gender_probability"].append(
+                missing if face.gender_probability is None else face.gender_probability
+            )
+            for name, value in zip(("x1", "y1", "x2", "y2"), face.box):
+                rows[name].append(value)
+            rows["detection_score"].append(face.detection_score)
+    columns: dict[str, np.ndarray] = {}
+    for name in OUTPUT_COLUMNS:
+        if name in _FLOAT_COLUMNS:
+            columns[name] = np.asarray(rows[name], dtype=np.float64)
+        elif name in _INT_COLUMNS:
+            columns[name] = np.asarray(rows[name], dtype=np.int64)
+        else:  # fixed-width unicode: an empty batch is still a string column, never null
+            columns[name] = np.asarray(rows[name], dtype=np.str_)
+    return columns, np.asarray(origin, dtype=np.int64)
+
+
+def _to_pandas(columns: dict[str, np.ndarray]) -> Any:
+    """A DataFrame of Arrow-backed columns.
+
+    Ray turns an all-NaN numpy-backed pandas column into Arrow's null type, so batches
+    without any ``age_std`` would get another schema than batches with one; Arrow-backed
+    columns keep their type.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    table = pa.table({name: pa.array(values) for name, values in columns.items()})
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
