@@ -21,6 +21,7 @@ import numpy as np
 from faceage import hub
 from faceage.alignment import crop_landmarks
 from faceage.detection import Detection, FaceDetector, get_detector
+from faceage.errors import ModelSpecError
 from faceage.folders import iter_image_files
 from faceage.images import ColorOrder, ImageInput, describe_input, load_image
 from faceage.inference import AgeModel, AgeOutputs
@@ -81,13 +82,21 @@ class AgeEstimator:
         self.spec = spec
         self.max_faces = max_faces
         self.flip = flip
-        self.model = AgeModel(
-            spec,
-            model_path,
-            providers=providers,
-            intra_op_num_threads=intra_op_num_threads,
-            max_batch_size=max_batch_size,
-        )
+        try:
+            self.model = AgeModel(
+                spec,
+                model_path,
+                providers=providers,
+                intra_op_num_threads=intra_op_num_threads,
+                max_batch_size=max_batch_size,
+            )
+        except (ModelSpecError, ValueError, OSError):
+            raise
+        except Exception as exc:  # onnxruntime's own, untyped load errors
+            raise ModelSpecError(
+                f"{os.fspath(model_path)} is not an ONNX model onnxruntime can load "
+                f"({_one_line(exc)}); check the file, or re-export the model"
+            ) from exc
         if isinstance(detector, str) or detector is None:
             self.detector: FaceDetector | None = get_detector(
                 detector,
@@ -309,3 +318,8 @@ def _error_result(source: str, exc: BaseException) -> ImageResult:
     message = str(exc) or type(exc).__name__
     logger.warning("skipped %s: %s", source, message)
     return ImageResult(source=source, error=message.splitlines()[0], error_type=type(exc).__name__)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

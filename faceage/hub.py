@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import re
@@ -24,7 +25,7 @@ import sys
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
@@ -214,6 +215,24 @@ def _download_hint(name: str) -> str:
     )
 
 
+def _download(
+    file: WeightFile, cache: Path, *, name: str, where: str, force_download: bool
+) -> Path:
+    try:
+        return _hub_call(file, cache, local_files_only=False, force_download=force_download)
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
+        raise WeightsNotFoundError(
+            f"the Hub has no {file.filename} in {where} for {name!r} ({type(exc).__name__}). "
+            "Check HF_ENDPOINT and the repo; upgrading faceage may fix a moved file."
+        ) from exc
+    except _network_errors() as exc:
+        raise WeightsNotFoundError(
+            f"could not download {file.filename} of {name!r} from {where} "
+            f"({_hub_endpoint() or hf_constants.ENDPOINT}): {type(exc).__name__}: {exc}. "
+            f"Check your connection and retry; {_download_hint(name)}"
+        ) from exc
+
+
 def _resolve_from_hub(
     file: WeightFile, *, name: str, cache_dir: Path | None, offline: bool, force_download: bool
 ) -> Path:
@@ -272,21 +291,14 @@ def _resolve_from_hub(
             f"{cache} and downloads are off ({reason}). {_download_hint(name)}"
         )
     logger.info("downloading %s of %r from %s", file.filename, name, where)
-    try:
-        path = _hub_call(
-            file, cache, local_files_only=False, force_download=force_download or replaced_bad_copy
-        )
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
-        raise WeightsNotFoundError(
-            f"the Hub has no {file.filename} in {where} for {name!r} ({type(exc).__name__}). "
-            "Check HF_ENDPOINT and the repo; upgrading faceage may fix a moved file."
-        ) from exc
-    except _network_errors() as exc:
-        raise WeightsNotFoundError(
-            f"could not download {file.filename} of {name!r} from {where} "
-            f"({_hub_endpoint() or hf_constants.ENDPOINT}): {type(exc).__name__}: {exc}. "
-            f"Check your connection and retry; {_download_hint(name)}"
-        ) from exc
+    forced = force_download or replaced_bad_copy
+    path = _download(file, cache, name=name, where=where, force_download=forced)
+    if not forced and not _matches_pin(path, file, name)[0]:
+        # huggingface_hub links a blob already in the cache instead of downloading it, so
+        # a stale or half-written blob without a snapshot link lands here: fetch it again.
+        logger.warning("%s in the cache is not the pinned file: downloading it again", path)
+        _forget_cached(path)
+        path = _download(file, cache, name=name, where=where, force_download=True)
     ok, actual = _matches_pin(path, file, name)
     if not ok:
         _forget_cached(path)  # never leave bytes that a later call could pick up
@@ -456,6 +468,49 @@ def check_graph_matches_spec(spec: ModelSpec, path: Path) -> None:
             )
 
 
+#: Every key a user model's ``faceage.json`` may hold, per object. Anything else (a
+#: "loader", a "preprocess" hook, a pickle path) is refused: faceage reads data from the
+#: spec and runs nothing but the ONNX graph.
+USER_SPEC_KEYS: Final[dict[str, frozenset[str]]] = {
+    "": frozenset(
+        {
+            "name",
+            "task",
+            "file",
+            "input",
+            "output",
+            "age_range",
+            "architecture",
+            "description",
+            "paper",
+            "license",
+            "params",
+            "metrics",
+        }
+    ),
+    "file": frozenset({"filename", "sha256", "size", "repo_id", "revision", "bundled"}),
+    "input": frozenset({"size", "crop_scales", "color_order", "mean", "std", "name"}),
+    "output": frozenset({"age", "age_std", "gender"}),
+}
+
+
+def _refuse_unknown_spec_keys(path: Path) -> None:
+    """Refuse a ``faceage.json`` with keys faceage does not know (it already parsed)."""
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    for section, allowed in USER_SPEC_KEYS.items():
+        node = entry.get(section) if section else entry
+        if not isinstance(node, dict):
+            continue
+        unknown = sorted(set(node) - allowed)
+        if unknown:
+            where = f"{section}." if section else ""
+            raise ModelSpecError(
+                f"{path}: unknown key(s) {', '.join(where + k for k in unknown)}; "
+                f"{SPEC_FILENAME} may only hold {', '.join(sorted(allowed))} there. faceage "
+                "runs nothing but the ONNX graph; remove them."
+            )
+
+
 def resolve_user_model(
     ref: str,
     *,
@@ -466,7 +521,8 @@ def resolve_user_model(
     """A model shared outside the registry: ``hf-hub:owner/repo[@revision]`` or a folder.
 
     Either holds ``faceage.json`` (the spec) and the ONNX file it names (``model.onnx``
-    by default). Only the JSON is parsed and only the ONNX graph is ever run.
+    by default). Only the JSON is parsed (unknown keys are refused) and only the ONNX
+    graph is ever run.
 
     Returns:
         The spec (its ``file`` pointing at the repo) and the local path of the ONNX file.
@@ -486,6 +542,7 @@ def resolve_user_model(
         if not spec_path.is_file():
             raise WeightsNotFoundError(f"{folder} has no {SPEC_FILENAME} describing its model")
         spec = load_spec_file(spec_path)
+        _refuse_unknown_spec_keys(spec_path)
         onnx_path = folder / spec.file.filename
         if not onnx_path.is_file():
             raise WeightsNotFoundError(
@@ -503,7 +560,9 @@ def resolve_user_model(
             "force_download": force_download,
         }
         spec_file = WeightFile(filename=SPEC_FILENAME, repo_id=repo_id, revision=revision)
-        spec = load_spec_file(_resolve_from_hub(spec_file, **options), name=ref)
+        spec_path = _resolve_from_hub(spec_file, **options)
+        spec = load_spec_file(spec_path, name=ref)
+        _refuse_unknown_spec_keys(spec_path)
         onnx_file = dataclasses.replace(
             spec.file, repo_id=repo_id, revision=revision, bundled=False
         )

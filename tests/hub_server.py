@@ -9,6 +9,7 @@ interrupted download can resume. Switches make it misbehave the ways a network d
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import socket
@@ -46,6 +47,11 @@ class HubState:
     drop_times: int = 0
     #: Seconds to wait before each response.
     delay: float = 0.0
+    #: Close every GET's connection when the file offset reaches this byte: a mirror
+    #: that always dies at the same place, so resuming with Range never gets further.
+    drop_at: int | None = None
+    #: Seconds to pause in the middle of every GET body (a stalled transfer).
+    stall: float = 0.0
 
     def count(self, method: str | None = None, filename: str | None = None) -> int:
         return sum(
@@ -111,6 +117,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
         self.end_headers()
         if not send_body:
+            return
+        if state.drop_at is not None:
+            self.wfile.write(body[: max(state.drop_at - start, 0)])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if state.stall:
+            half = len(body) // 2
+            self.wfile.write(body[:half])
+            self.wfile.flush()
+            time.sleep(state.stall)
+            with contextlib.suppress(OSError):  # the client may have given up meanwhile
+                self.wfile.write(body[half:])
             return
         if state.drop_after is not None and state.drop_times > 0:
             state.drop_times -= 1
