@@ -251,6 +251,7 @@ def run(
         recorder = RecordingEstimator(faceage_estimator(name, threads=threads, detector=detector))
         report = evaluate(recorder, rows)  # type: ignore[arg-type]
         report.pop("scatter", None)
+        report["sha256"] = recorder.spec.file.sha256  # which weights: c3ae is retrained in place
         models[name] = report
         recorders[name] = recorder
         print(
@@ -402,6 +403,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"- images/s: decode + detect + model, median of {s['rounds']} alternating rounds "
         f"over the same {s['images']} test images (the machine is shared, so both are timed "
         f"under the same load).",
+        "- faceage weights measured: "
+        + ", ".join(
+            f"`{n}` sha256 {str(r.get('sha256'))[:12]}"
+            for n, r in results["faceage"]["models"].items()
+        )
+        + ".",
         f"- The peer's age output ends at 80 years (81 classes); UTKFace runs to 116. "
         f"Peer environment: {versions}.",
         f"- {TRAINING_DATA_CAVEAT}",

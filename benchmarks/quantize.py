@@ -233,7 +233,11 @@ def quantize_model(
             }
 
     speed = timed_rounds(files, spec, rounds=rounds, repeats=repeats)
-    report["fp32"] = {"file_bytes": source.stat().st_size, "speed": speed["fp32"]}
+    report["fp32"] = {
+        "file_bytes": source.stat().st_size,
+        "sha256": spec.file.sha256,  # which weights: models are retrained in place
+        "speed": speed["fp32"],
+    }
     base_estimator = AgeEstimator(spec, source, detector=detector)
     base = evaluate(base_estimator, rows)
     report["fp32"].update(mae=base["mae"], cs5=base["cs5"], no_face=base["no_face"])

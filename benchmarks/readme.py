@@ -142,6 +142,7 @@ def main() -> int:
     if START not in text or END not in text:
         raise SystemExit(f"README.md has no {START} ... {END} block")
     table = models_table(_load(RESULTS_DIR / "accuracy.json"), _load(RESULTS_DIR / "speed.json"))
+    table = table.rstrip("\n") + "\n"
     peer = _load(RESULTS_DIR / "peer.json")
     if peer:
         table += "\n" + peer_section(peer)
