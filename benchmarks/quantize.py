@@ -298,6 +298,9 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["models"].items():
+        if "error" in r:
+            lines.append(f"| `{name}` | | failed: {r['error'][:80].replace('|', '/')} |" + " |" * 7)
+            continue
         fp32 = r["fp32"]
         s = fp32["speed"]["threads"]
         lines.append(
@@ -382,16 +385,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     for name in names:
-        results["models"][name] = quantize_model(
-            manifest.model(name),
-            detector=detector,
-            rows=rows,
-            calibration_images=args.calibration_images,
-            rounds=args.rounds,
-            repeats=args.repeats,
-            out_dir=args.int8_dir,
-            log=log,
-        )
+        try:
+            results["models"][name] = quantize_model(
+                manifest.model(name),
+                detector=detector,
+                rows=rows,
+                calibration_images=args.calibration_images,
+                rounds=args.rounds,
+                repeats=args.repeats,
+                out_dir=args.int8_dir,
+                log=log,
+            )
+        except Exception as exc:  # one model's failure is reported, the others still run
+            results["models"][name] = {"error": str(exc).splitlines()[0][:300]}
+            log(f"{name}: failed: {results['models'][name]['error']}")
     suffix = "" if args.limit is None else f"_{args.limit}"
     write_json(args.out / f"quantize{suffix}.json", results)
     (args.out / f"quantize{suffix}.md").write_text(markdown(results), encoding="utf-8")

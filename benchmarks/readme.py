@@ -112,6 +112,9 @@ def quantize_section(quantize: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in quantize.get("models", {}).items():
+        if "error" in r:
+            lines.append(f"| `{name}` | | failed | | | | no |")
+            continue
         for variant, e in r["variants"].items():
             if "error" in e:
                 lines.append(f"| `{name}` | {variant} | failed | | | | no |")
