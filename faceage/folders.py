@@ -1,7 +1,8 @@
 """Walk a folder for images: sorted, loop-safe, and never silent about a file.
 
-Every regular, non-hidden file is listed (not only known image suffixes), so a file
-that is not an image gets an error row downstream instead of vanishing from the run.
+Every non-hidden entry that is not a directory is listed (not only known image suffixes,
+nor only regular files), so a file that is not an image gets an error row downstream
+instead of vanishing from the run.
 Directories whose names look like images are walked like any directory; symlink loops
 are visited once; unreadable directories are logged and skipped.
 """
@@ -56,13 +57,13 @@ def _walk(directory: Path, *, recursive: bool, seen: set[tuple[int, int]]) -> It
             continue
         try:
             is_dir = entry.is_dir()
-            is_file = entry.is_file()
         except OSError:
-            is_dir = is_file = False
+            is_dir = False
         if is_dir:
             subdirs.append(Path(entry.path))
-        elif is_file or entry.is_symlink():
-            # A dangling symlink or a file deleted meanwhile still gets its (error) row.
+        else:
+            # A dangling symlink, a file deleted meanwhile or a pipe, socket or device
+            # still gets its (error) row.
             yield entry.path
     if recursive:
         for subdir in subdirs:

@@ -115,8 +115,14 @@ def _read_file(path: Path) -> bytes:
         raise ImageNotFoundError(f"{path}: no such file; check the path")
     if path.is_dir():
         raise ImageNotFoundError(f"{path}: is a directory, not an image file")
+    if not path.is_file():  # reading a FIFO blocks for ever, /dev/zero never ends
+        raise ImageDecodeError(
+            f"{path}: not a regular file (a pipe, socket or device); pass an image file"
+        )
     try:
         return path.read_bytes()
+    except FileNotFoundError as exc:  # deleted since the checks above
+        raise ImageNotFoundError(f"{path}: no such file (deleted while reading)") from exc
     except OSError as exc:
         raise ImageDecodeError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
 
