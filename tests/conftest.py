@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -19,6 +20,29 @@ from faceage import hub
 from tests.hub_server import HubServer, commit_of
 
 SeedCache = Callable[..., Path]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        help="also run tests marked slow (also: -m slow, or FACEAGE_RUN_SLOW=1)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run only when asked for, so the default run stays short."""
+    wanted = (
+        config.getoption("--run-slow")
+        or "slow" in (config.getoption("-m") or "")
+        or os.environ.get("FACEAGE_RUN_SLOW", "") == "1"
+    )
+    if wanted:
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow, -m slow or FACEAGE_RUN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
