@@ -94,7 +94,7 @@ def scored(cluster: None, model_dir: Path, image_dir: Path) -> Any:
         FaceagePredictor,
         fn_constructor_kwargs={"model": str(model_dir)},
         batch_size=32,
-        concurrency=2,
+        compute=ray.data.ActorPoolStrategy(size=2),
         num_cpus=0.5,  # two actors leave one CPU for the read tasks
     )
     return faces.materialize()
@@ -199,6 +199,25 @@ def test_pandas_batches_of_paths_match_numpy(
     rows = faces.take_all()
     assert all(row["item"] == row["path"] for row in rows)
     assert_rows_match(rows, {p: expected[p] for p in paths})
+
+
+def test_actor_takes_threads_and_providers_from_its_ray_resources(
+    cluster: None, model_dir: Path
+) -> None:
+    @ray.remote(num_cpus=0.5)
+    def resolved(model: str, **options: Any) -> tuple[Any, Any]:
+        predictor = FaceagePredictor(model, **options)
+        return predictor.intra_op_num_threads, predictor.providers
+
+    # No GPU from Ray: CPU only, even where onnxruntime-gpu could see one.
+    assert ray.get(resolved.remote(str(model_dir))) == (1, ["CPUExecutionProvider"])
+    explicit = resolved.remote(
+        str(model_dir), intra_op_num_threads=2, providers=["CPUExecutionProvider"]
+    )
+    assert ray.get(explicit) == (2, ["CPUExecutionProvider"])
+    # Outside Ray nothing is decided for the user.
+    local = FaceagePredictor(str(model_dir))
+    assert (local.intra_op_num_threads, local.providers) == (None, None)
 
 
 def test_score_dataset_rejects_a_typo_before_running(cluster: None) -> None:

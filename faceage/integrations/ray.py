@@ -5,8 +5,8 @@
 
     photos = ray.data.read_binary_files("s3://bucket/photos/", include_paths=True)
     ages = photos.map_batches(
-        FaceagePredictor, fn_constructor_kwargs={"model": "c3ae"},
-        batch_size=64, concurrency=4, num_cpus=1,
+        FaceagePredictor, fn_constructor_kwargs={"model": "c3ae"}, batch_size=64,
+        compute=ray.data.ActorPoolStrategy(size=4), num_cpus=1,
     )
     ages.write_parquet("s3://bucket/ages/")
 
@@ -98,10 +98,13 @@ class FaceagePredictor:
             directory with ``model.onnx`` + ``faceage.json``.
         detector, providers, max_faces, flip, max_batch_size, detector_options,
             local_files_only, cache_dir, weights_dir: as for
-            :meth:`faceage.AgeEstimator.from_pretrained`. ``providers=None`` picks CUDA
-            when onnxruntime-gpu can use it (give the actor ``num_gpus=1``), else CPU.
+            :meth:`faceage.AgeEstimator.from_pretrained`. With ``providers=None`` a Ray
+            actor runs on CUDA when Ray gave it a GPU (``num_gpus``) and onnxruntime-gpu
+            is installed, and on the CPU otherwise (Ray leaves a CPU actor's GPUs
+            visible; it must not crowd onto them unscheduled).
         intra_op_num_threads: onnxruntime threads per call; None uses the number of
-            CPUs Ray gave this actor (``num_cpus``), so workers do not oversubscribe.
+            CPUs Ray gave this actor (``num_cpus``, at least 1), so workers do not
+            oversubscribe the node.
         path_column, bytes_column, image_column: input column names.
         color_order: channel order of arrays in ``image_column`` (``read_images`` gives
             ``"rgb"``).
@@ -140,7 +143,12 @@ class FaceagePredictor:
             )
         if color_order not in ("bgr", "rgb"):
             raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
-        threads = intra_op_num_threads if intra_op_num_threads is not None else _actor_cpus()
+        resources = _actor_resources()
+        threads = intra_op_num_threads
+        if threads is None and resources.get("CPU"):
+            threads = max(1, math.floor(resources["CPU"]))
+        if providers is None and resources and not resources.get("GPU"):
+            providers = ["CPUExecutionProvider"]
         self.estimator = AgeEstimator.from_pretrained(
             model,
             detector=detector,
@@ -155,15 +163,19 @@ class FaceagePredictor:
             detector_options=detector_options,
         )
         self.model_name = self.estimator.spec.name
+        #: What the worker resolved: providers (None: onnxruntime's default) and threads.
+        self.providers = None if providers is None else list(providers)
+        self.intra_op_num_threads = threads
         self.path_column = path_column
         self.bytes_column = bytes_column
         self.image_column = image_column
         self.color_order: ColorOrder = color_order
         self.keep_columns = tuple(keep_columns)
         logger.info(
-            "faceage worker ready: %r, %s onnxruntime threads",
+            "faceage worker ready: %r, providers %s, %s onnxruntime threads",
             self.estimator,
-            threads if threads is not None else "default",
+            self.providers or "default",
+            threads or "default",
         )
 
     def __repr__(self) -> str:
@@ -244,7 +256,9 @@ def score_dataset(
         dataset: rows of images (see :class:`FaceagePredictor` for the columns).
         batch_size: images per call.
         concurrency: number of actors, or ``(min, max)`` for an autoscaling pool.
-        num_cpus, num_gpus: resources of each actor.
+        num_cpus, num_gpus: resources of each actor. On a node whose every CPU is held
+            by actors the read tasks cannot run: keep ``concurrency * num_cpus`` below
+            the CPUs of the cluster.
         batch_format: ``"numpy"`` or ``"pandas"``.
         predictor_options: keyword arguments of :class:`FaceagePredictor`, checked here
             so that a typo fails now rather than inside every worker.
@@ -253,25 +267,30 @@ def score_dataset(
         The lazy dataset of face rows; write it with ``write_parquet`` or ``write_csv``.
     """
     inspect.signature(FaceagePredictor).bind(**predictor_options)  # TypeError on a typo
+    if isinstance(concurrency, int):
+        pool = ray.data.ActorPoolStrategy(size=concurrency)
+    else:
+        pool = ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
     return dataset.map_batches(
         FaceagePredictor,
         fn_constructor_kwargs=predictor_options,
         batch_size=batch_size,
         batch_format=batch_format,
-        concurrency=concurrency,
+        compute=pool,
         num_cpus=num_cpus,
         num_gpus=num_gpus,
     )
 
 
-def _actor_cpus() -> int | None:
-    """CPUs Ray assigned to the current actor, or None outside a Ray worker."""
+def _actor_resources() -> dict[str, float]:
+    """The resources Ray assigned to the current actor (``{}`` outside a Ray worker)."""
     try:
         context: Any = ray.get_runtime_context()  # untyped in Ray
-        cpus = context.get_assigned_resources().get("CPU", 0.0)
-    except Exception:  # not in a worker, or an older Ray without this call
-        return None
-    return max(1, math.floor(cpus)) if cpus else None
+        if context.worker.mode != ray.WORKER_MODE:
+            return {}
+        return dict(context.get_assigned_resources())
+    except Exception:  # an older Ray without these calls: keep the defaults
+        return {}
 
 
 def _column_names(batch: Any) -> list[str]:
