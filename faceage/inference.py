@@ -96,11 +96,12 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
 def check_graph_matches_spec(session: object, spec: ModelSpec, *, source: str) -> None:
     """Refuse an ONNX graph whose input or outputs are not the ones its spec names."""
     inputs = {i.name: i for i in session.get_inputs()}  # type: ignore[attr-defined]
-    outputs = {o.name for o in session.get_outputs()}  # type: ignore[attr-defined]
+    outputs = sorted(o.name for o in session.get_outputs())  # type: ignore[attr-defined]
     if spec.input_name not in inputs:
         raise ModelSpecError(
-            f"{source}: the spec of {spec.name!r} names input {spec.input_name!r}, but the "
-            f"ONNX graph has inputs {sorted(inputs)}; fix input.name in its spec"
+            f"{source}: the ONNX graph has no input named {spec.input_name!r} (input.name "
+            f"of the spec of {spec.name!r}); its inputs are {sorted(inputs)}. "
+            "Fix the spec (faceage.json) or the export."
         )
     rank = len(inputs[spec.input_name].shape)
     expected_rank = 4 if spec.num_crops == 1 else 5
@@ -116,6 +117,7 @@ def check_graph_matches_spec(session: object, spec: ModelSpec, *, source: str) -
     ):
         if name and name not in outputs:
             raise ModelSpecError(
-                f"{source}: the spec of {spec.name!r} names output.{key} {name!r}, but the "
-                f"ONNX graph has outputs {sorted(outputs)}; fix output.{key} in its spec"
+                f"{source}: the ONNX graph has no output named {name!r} (output.{key} of the "
+                f"spec of {spec.name!r}); its outputs are {outputs}. "
+                "Fix the spec (faceage.json) or the export."
             )

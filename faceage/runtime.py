@@ -13,6 +13,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from faceage.errors import ModelSpecError
+
 logger = logging.getLogger(__name__)
 
 ProviderList = Sequence[str | tuple[str, dict[str, object]]]
@@ -51,7 +53,17 @@ def create_session(
         options.inter_op_num_threads = int(inter_op_num_threads)
     chosen = list(providers) if providers is not None else default_providers()
     source: str | bytes = model if isinstance(model, bytes) else os.fspath(Path(model))
-    session = ort.InferenceSession(source, sess_options=options, providers=chosen)
+    try:
+        session = ort.InferenceSession(source, sess_options=options, providers=chosen)
+    except (ValueError, OSError):
+        raise  # bad arguments (an unknown provider, a missing file) keep their own type
+    except Exception as exc:  # onnxruntime's own, untyped load errors (InvalidProtobuf, ...)
+        name = "<bytes>" if isinstance(source, bytes) else source
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelSpecError(
+            f"{name} is not an ONNX model onnxruntime can load ({detail}); "
+            "check the file, or re-export the model"
+        ) from exc
     logger.debug(
         "onnxruntime session for %s on %s",
         "<bytes>" if isinstance(model, bytes) else source,

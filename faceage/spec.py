@@ -282,15 +282,58 @@ def load_manifest() -> Manifest:
     return parse_manifest(json.loads(text))
 
 
+#: Every key a user model's ``faceage.json`` may hold, per object. Anything else (a
+#: "loader", a "preprocess" hook, a pickle path) is refused: faceage reads data from the
+#: spec and runs nothing but the ONNX graph.
+USER_SPEC_KEYS: dict[str, frozenset[str]] = {
+    "": frozenset(
+        {
+            "name",
+            "task",
+            "file",
+            "input",
+            "output",
+            "age_range",
+            "architecture",
+            "description",
+            "paper",
+            "license",
+            "params",
+            "metrics",
+        }
+    ),
+    "file": frozenset({"filename", "sha256", "size", "repo_id", "revision", "bundled"}),
+    "input": frozenset({"size", "crop_scales", "color_order", "mean", "std", "name"}),
+    "output": frozenset({"age", "age_std", "gender"}),
+}
+
+
+def _refuse_unknown_keys(entry: Mapping[str, Any], where: str) -> None:
+    for section, allowed in USER_SPEC_KEYS.items():
+        node = entry.get(section) if section else entry
+        if not isinstance(node, Mapping):
+            continue
+        unknown = sorted(set(node) - allowed)
+        if unknown:
+            prefix = f"{section}." if section else ""
+            raise ModelSpecError(
+                f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+                f"{SPEC_FILENAME} may only hold {', '.join(sorted(allowed))} there. faceage "
+                "runs nothing but the ONNX graph; remove them."
+            )
+
+
 def load_spec_file(path: Path, *, name: str | None = None) -> ModelSpec:
     """Read a user model's ``faceage.json``; its ONNX file is ``model.onnx`` beside it
-    unless the spec names another ``file.filename``."""
+    unless the spec names another ``file.filename``. Keys faceage does not know are
+    refused (see :data:`USER_SPEC_KEYS`)."""
     try:
         entry = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelSpecError(f"{path}: not a readable JSON model spec ({exc})") from exc
     if not isinstance(entry, Mapping):
         raise ModelSpecError(f"{path}: the spec must be a JSON object")
+    _refuse_unknown_keys(entry, str(path))
     file_entry = entry.get("file", {"filename": "model.onnx"})
     weight_file = parse_weight_file(file_entry, str(path))
     return parse_model_spec(

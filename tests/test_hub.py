@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from faceage import hub
+from faceage import hub, user_models
 from faceage.errors import (
     ModelSpecError,
     UnknownModelError,
@@ -358,7 +358,7 @@ def test_hf_hub_user_model_resolves(hub_server: HubServer) -> None:
     data = tiny_age_onnx()
     hub_server.add_file("someone/tiny-age", "faceage.json", tiny_spec(data))
     hub_server.add_file("someone/tiny-age", "model.onnx", data)
-    spec, path = hub.resolve_user_model("hf-hub:someone/tiny-age@v1")
+    spec, path = user_models.resolve_user_model("hf-hub:someone/tiny-age@v1")
     assert path.read_bytes() == data
     assert spec.name == "hf-hub:someone/tiny-age@v1"
     assert spec.input_size == 8 and spec.age_output == "age"
@@ -371,7 +371,7 @@ def test_hf_hub_user_model_with_wrong_output_is_refused(hub_server: HubServer) -
     hub_server.add_file("someone/tiny-age", "faceage.json", tiny_spec(data, age_output="age"))
     hub_server.add_file("someone/tiny-age", "model.onnx", data)
     with pytest.raises(ModelSpecError, match="no output named 'age'") as caught:
-        hub.resolve_user_model("hf-hub:someone/tiny-age")
+        user_models.resolve_user_model("hf-hub:someone/tiny-age")
     assert "years" in str(caught.value)
 
 
@@ -380,32 +380,32 @@ def test_hf_hub_user_model_pinned_hash_is_checked(hub_server: HubServer) -> None
     hub_server.add_file("someone/tiny-age", "faceage.json", tiny_spec(data))
     hub_server.add_file("someone/tiny-age", "model.onnx", tiny_age_onnx("other"))
     with pytest.raises(WeightsIntegrityError):
-        hub.resolve_user_model("hf-hub:someone/tiny-age")
+        user_models.resolve_user_model("hf-hub:someone/tiny-age")
 
 
 def test_hf_hub_user_model_offline_cold(tmp_path: Path) -> None:
     with pytest.raises(WeightsNotFoundError, match="faceage download hf-hub:someone/x"):
-        hub.resolve_user_model("hf-hub:someone/x")
+        user_models.resolve_user_model("hf-hub:someone/x")
 
 
 def test_local_user_model_folder(tmp_path: Path) -> None:
     data = tiny_age_onnx()
     (tmp_path / "model.onnx").write_bytes(data)
     (tmp_path / "faceage.json").write_bytes(tiny_spec(data, pin=False))
-    spec, path = hub.resolve_user_model(str(tmp_path))
+    spec, path = user_models.resolve_user_model(str(tmp_path))
     assert path == tmp_path / "model.onnx"
     assert spec.name == "tiny"
     (tmp_path / "faceage.json").write_bytes(tiny_spec(data, age_output="years"))
     with pytest.raises(ModelSpecError, match="'years'"):
-        hub.resolve_user_model(str(tmp_path))
+        user_models.resolve_user_model(str(tmp_path))
 
 
 @pytest.mark.parametrize("ref", ["hf-hub:", "hf-hub:owner", "hf-hub:a/b@", "hf-hub:a/b/c"])
 def test_bad_hub_references(ref: str) -> None:
     with pytest.raises(UnknownModelError, match="hf-hub:owner/repo"):
-        hub.resolve_user_model(ref)
+        user_models.resolve_user_model(ref)
 
 
 def test_not_a_folder_nor_reference(tmp_path: Path) -> None:
     with pytest.raises(UnknownModelError):
-        hub.resolve_user_model(str(tmp_path / "missing"))
+        user_models.resolve_user_model(str(tmp_path / "missing"))

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from faceage.errors import ImageDecodeError, ImageNotFoundError, ImageTooLargeError
-from faceage.images import image_size_from_header, load_image
+from faceage.image_headers import image_size_from_header
+from faceage.images import load_image
 
 
 def _png(array: np.ndarray) -> bytes:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from huggingface_hub import constants as hf_constants
 
-from faceage import hub
+from faceage import hub, user_models
 from faceage.cli import main
 from faceage.errors import ModelSpecError, WeightsIntegrityError, WeightsNotFoundError
 from faceage.estimator import AgeEstimator
@@ -285,7 +285,7 @@ def test_unknown_spec_keys_are_refused(
     assert "faceage.json" in str(caught.value)
     _publish(hub_server, "someone/extra", folder)
     with pytest.raises(ModelSpecError, match=needle):
-        hub.resolve_user_model("hf-hub:someone/extra")
+        user_models.resolve_user_model("hf-hub:someone/extra")
 
 
 @pytest.mark.parametrize(
@@ -303,17 +303,17 @@ def test_spec_that_is_not_a_json_object_is_refused(
     folder = _user_model(tmp_path / "m")
     (folder / "faceage.json").write_bytes(spec_bytes)
     with pytest.raises(ModelSpecError, match=needle):
-        hub.resolve_user_model(str(folder))
+        user_models.resolve_user_model(str(folder))
     _publish(hub_server, "someone/badspec", folder)
     with pytest.raises(ModelSpecError, match=needle):
-        hub.resolve_user_model("hf-hub:someone/badspec")
+        user_models.resolve_user_model("hf-hub:someone/badspec")
 
 
 @pytest.mark.parametrize("filename", ["../model.onnx", "/etc/passwd", "sub/model.onnx", ".."])
 def test_spec_file_names_cannot_leave_the_model(tmp_path: Path, filename: str) -> None:
     folder = _user_model(tmp_path / "m", **{"file.filename": filename})
     with pytest.raises(ModelSpecError, match="plain file name"):
-        hub.resolve_user_model(str(folder))
+        user_models.resolve_user_model(str(folder))
 
 
 @pytest.mark.parametrize(

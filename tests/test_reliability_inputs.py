@@ -33,7 +33,8 @@ from hypothesis import strategies as st
 from faceage import errors
 from faceage.errors import FaceageError, ImageDecodeError, ImageNotFoundError, ImageTooLargeError
 from faceage.estimator import AgeEstimator
-from faceage.images import image_size_from_header, load_image
+from faceage.image_headers import image_size_from_header
+from faceage.images import load_image
 from faceage.spec import load_spec_file
 from tests._shared import utkface_image, utkface_rows
 from tests.tiny_models import write_tiny_model
