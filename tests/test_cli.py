@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from faceage import __version__, spec
-from faceage.cli import ProgressBar, find_mae, main
+from faceage.cli import find_mae, main
+from faceage.progress import ProgressBar
 from tests._shared import YUNET_DIR
 from tests.test_batch import (
     BAD_FILES,
