@@ -307,3 +307,6 @@ def test_helpful_errors(predictor: FaceagePredictor, model_dir: Path) -> None:
         predictor({"a": np.zeros(1), "b": np.zeros(1)})
     with pytest.raises(ValueError, match="clash"):
         FaceagePredictor(str(model_dir), keep_columns=["age"])
+    keeper = FaceagePredictor(str(model_dir), intra_op_num_threads=1, keep_columns=["id"])
+    with pytest.raises(ValueError, match="lacks"):
+        keeper({"path": np.asarray(["a.jpg"])})

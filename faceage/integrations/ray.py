@@ -184,15 +184,16 @@ class FaceagePredictor:
     def __call__(self, batch: Any) -> Any:
         """Score one batch (numpy dict, pandas DataFrame or pyarrow Table); see the class."""
         names = _column_names(batch)
+        missing = [name for name in self.keep_columns if name not in names]
+        if missing:
+            raise ValueError(
+                f"keep_columns names {missing}, which this batch lacks; its columns are "
+                f"{sorted(names)}"
+            )
         sources, images = self._inputs(batch, names)
         results = self._score(sources, images)
         columns, origin = _flatten(results, sources, self.model_name)
         for name in self.keep_columns:
-            if name not in names:
-                raise ValueError(
-                    f"keep_columns names {name!r}, which this batch lacks; its columns are "
-                    f"{sorted(names)}"
-                )
             columns[name] = _column(batch, name)[origin]
         if type(batch).__module__.split(".")[0] == "pandas":
             return _to_pandas(columns)
