@@ -44,15 +44,26 @@ def link_files(files: Sequence[Path], folder: Path) -> None:
 def bench_cli(folder: Path, out: Path, model: str, threads: int | None) -> dict[str, Any]:
     executable = shutil.which("faceage", path=str(Path(sys.executable).parent)) or "faceage"
     options = ["--model", model] + ([] if threads is None else ["--threads", str(threads)])
-    command = [executable, "batch", str(folder), "--out", str(out), *options,
-               "--no-progress", "--overwrite"]
+    command = [
+        executable,
+        "batch",
+        str(folder),
+        "--out",
+        str(out),
+        *options,
+        "--no-progress",
+        "--overwrite",
+    ]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     with out.open(encoding="utf-8") as handle:
         rows = sum(1 for _ in handle) - 1
-    return {"name": "faceage batch DIR --out ages.csv " + " ".join(options),
-            "seconds": seconds, "rows": rows}
+    return {
+        "name": "faceage batch DIR --out ages.csv " + " ".join(options),
+        "seconds": seconds,
+        "rows": rows,
+    }
 
 
 def bench_ray(
@@ -128,8 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_json(RESULTS_DIR / "ray_speed.json", results)
     print(f"{results['machine']}; {len(files)} images; load {load_start} -> {os.getloadavg()}")
     for name, numbers in summary.items():
-        print(f"{name}: {numbers['images_per_second_best']} img/s "
-              f"(runs: {numbers['images_per_second_all']})")
+        print(
+            f"{name}: {numbers['images_per_second_best']} img/s "
+            f"(runs: {numbers['images_per_second_all']})"
+        )
     return 0
 
 
