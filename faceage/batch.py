@@ -141,35 +141,25 @@ def clean_text(text: str) -> str:
 
 def result_rows(result: ImageResult, *, model: str) -> list[dict[str, Any]]:
     """The output rows of one image: one per face, else one no-face or error row."""
-    base: dict[str, Any] = dict.fromkeys(OUTPUT_COLUMNS)
-    base.update(
-        path=clean_text(result.source), width=result.width, height=result.height, model=model
-    )
-    if not result.ok:
-        base.update(
-            error=clean_text(result.error or ""), error_type=clean_text(result.error_type or "")
-        )
-        return [base]
-    if not result.faces:
-        base["no_face"] = True
-        return [base]
     rows = []
-    for index, face in enumerate(result.faces):
-        row = dict(base)
+    for flat in result.face_rows():
+        row: dict[str, Any] = dict.fromkeys(OUTPUT_COLUMNS)
+        row.update(flat)
         row.update(
-            face_index=index,
-            no_face=False,
-            age=_number(face.age, 3),
-            age_std=_number(face.age_std, 3),
-            gender=face.gender,
-            gender_probability=_number(face.gender_probability, 4),
-            x1=_number(face.box[0], 2),
-            y1=_number(face.box[1], 2),
-            x2=_number(face.box[2], 2),
-            y2=_number(face.box[3], 2),
-            detection_score=_number(face.detection_score, 4),
-            landmarks=[[_number(x, 2), _number(y, 2)] for x, y in face.landmarks],
+            path=clean_text(result.source),
+            model=model,
+            no_face=None if not result.ok else flat["face_index"] is None,
+            age=_number(flat["age"], 3),
+            age_std=_number(flat["age_std"], 3),
+            gender_probability=_number(flat["gender_probability"], 4),
+            detection_score=_number(flat["detection_score"], 4),
+            **{k: _number(flat[k], 2) for k in ("x1", "y1", "x2", "y2")},
         )
+        if flat["landmarks"] is not None:
+            row["landmarks"] = [[_number(x, 2), _number(y, 2)] for x, y in flat["landmarks"]]
+        if not result.ok:
+            row["error"] = clean_text(result.error or "")
+            row["error_type"] = clean_text(result.error_type or "")
         rows.append(row)
     return rows
 

@@ -67,6 +67,51 @@ class ImageResult:
     def ok(self) -> bool:
         return self.error is None
 
+    def face_rows(self) -> list[dict[str, Any]]:
+        """Flat rows: one per face, or one face-less row for no face or an error.
+
+        The layout shared by ``faceage batch`` and the Ray integration; missing values
+        are None and ``face_index`` is None on a face-less row.
+        """
+        base: dict[str, Any] = {
+            "path": self.source,
+            "face_index": None,
+            "age": None,
+            "age_std": None,
+            "gender": None,
+            "gender_probability": None,
+            "x1": None,
+            "y1": None,
+            "x2": None,
+            "y2": None,
+            "detection_score": None,
+            "landmarks": None,
+            "width": self.width,
+            "height": self.height,
+            "error": self.error,
+            "error_type": self.error_type,
+        }
+        rows = []
+        for index, face in enumerate(self.faces):
+            x1, y1, x2, y2 = face.box
+            rows.append(
+                {
+                    **base,
+                    "face_index": index,
+                    "age": face.age,
+                    "age_std": face.age_std,
+                    "gender": face.gender,
+                    "gender_probability": face.gender_probability,
+                    "x1": x1,
+                    "y1": y1,
+                    "x2": x2,
+                    "y2": y2,
+                    "detection_score": face.detection_score,
+                    "landmarks": [list(p) for p in face.landmarks],
+                }
+            )
+        return rows or [base]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,

@@ -318,31 +318,17 @@ def _flatten(
     """Columns of the face rows, and the input row each output row came from."""
     rows: dict[str, list[Any]] = {name: [] for name in OUTPUT_COLUMNS}
     origin: list[int] = []
-    missing = math.nan
     for index, (result, source) in enumerate(zip(results, sources)):
-        faces = result.faces or (None,)
-        for face_index, face in enumerate(faces):
+        for flat in result.face_rows():
             origin.append(index)
-            rows["path"].append(source)
-            rows["face_index"].append(face_index if face is not None else -1)
-            rows["width"].append(result.width if result.width is not None else -1)
-            rows["height"].append(result.height if result.height is not None else -1)
-            rows["model"].append(model)
-            rows["error"].append(result.error or "")
-            rows["error_type"].append(result.error_type or "")
-            if face is None:
-                for name in (*_FLOAT_COLUMNS, "gender"):
-                    rows[name].append("" if name == "gender" else missing)
-                continue
-            rows["age"].append(face.age)
-            rows["age_std"].append(missing if face.age_std is None else face.age_std)
-            rows["gender"].append(face.gender or "")
-            rows["gender_probability"].append(
-                missing if face.gender_probability is None else face.gender_probability
-            )
-            for name, value in zip(("x1", "y1", "x2", "y2"), face.box):
+            flat.update(path=source, model=model)
+            for name in OUTPUT_COLUMNS:
+                value = flat[name]
+                if value is None:  # one stable Arrow schema: NaN, -1 or "" for missing
+                    value = (
+                        math.nan if name in _FLOAT_COLUMNS else (-1 if name in _INT_COLUMNS else "")
+                    )
                 rows[name].append(value)
-            rows["detection_score"].append(face.detection_score)
     columns: dict[str, np.ndarray] = {}
     for name in OUTPUT_COLUMNS:
         if name in _FLOAT_COLUMNS:
