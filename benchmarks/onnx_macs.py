@@ -26,7 +26,7 @@ def count_macs(path: str | Path) -> int:
                 dim.ClearField("dim_param")
                 dim.dim_value = 1  # one face; every other axis is fixed by the model
                 break
-    inferred = shape_inference.infer_shapes(model)
+    inferred = shape_inference.infer_shapes(model, data_prop=True)
     shapes: dict[str, list[int]] = {}
     for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         dims = [d.dim_value for d in value.type.tensor_type.shape.dim]

@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 import faceage
-from benchmarks.common import RESULTS_DIR, UTKFACE, machine_description, read_utkface, write_json
+from benchmarks.common import (
+    RESULTS_DIR,
+    SHARED,
+    UTKFACE,
+    machine_description,
+    read_utkface,
+    write_json,
+)
 from benchmarks.onnx_macs import count_macs
 from faceage.detection import get_detector
 from faceage.hub import resolve_weight_file
@@ -92,7 +99,8 @@ def bench_detectors(*, repeats: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in ("retinaface", "yunet"):
         try:
-            detector = get_detector(name)
+            # YuNet's file from ../shared, checked against the manifest's sha256 like a download.
+            detector = get_detector(name, local_dir=SHARED / "models" / "yunet")
         except Exception as exc:  # yunet needs its file: say so instead of failing
             out[name] = {"error": str(exc).splitlines()[0]}
             continue
