@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import platform
 import sys
 import time
@@ -30,6 +31,7 @@ import numpy as np
 import faceage
 from benchmarks.common import (
     RESULTS_DIR,
+    ROOT,
     UTKFACE,
     Row,
     machine_description,
@@ -231,6 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=["test", "val"])
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--update-manifest",
+        action="store_true",
+        help="write each model's full-pipeline test figures into weights_manifest.json",
+    )
     args = parser.parse_args(argv)
 
     names = (
@@ -274,7 +281,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / f"accuracy{suffix}.md").write_text(markdown(results), encoding="utf-8")
     if not suffix:
         plots(results, args.out)
+        if args.update_manifest:
+            update_manifest(results)
     return 0
+
+
+def update_manifest(results: dict[str, Any]) -> None:
+    """Record each model's figures as ``metrics.utkface_test_pipeline`` in the manifest."""
+    path = ROOT / "weights_manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    for name, runs in results["models"].items():
+        if "off" not in runs or name not in manifest["models"]:
+            continue
+        off = runs["off"]
+        entry = {
+            key: round(off[key], 4)
+            for key in ("mae", "median_ae", "cs5", "no_face_share", "gender_accuracy")
+            if off.get(key) is not None
+        }
+        entry["images"] = off["images"]
+        if "on" in runs:
+            entry["mae_flip"] = round(runs["on"]["mae"], 4)
+        entry["protocol"] = (
+            "full faceage pipeline (RetinaFace, alignment, crops, onnxruntime) on the "
+            "UTKFace test images; images with no face found are left out (no_face_share)"
+        )
+        entry["command"] = results["command"]
+        entry["machine"] = results["machine"]
+        manifest["models"][name].setdefault("metrics", {})["utkface_test_pipeline"] = entry
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

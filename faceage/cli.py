@@ -449,28 +449,17 @@ def _model_row(spec: ModelSpec) -> dict[str, Any]:
 
 
 def find_mae(metrics: Mapping[str, Any]) -> float | None:
-    """The test MAE in a model's metrics, wherever the manifest nests it (None if absent).
+    """The test MAE a model's manifest metrics record, or None.
 
-    A key naming both ``test`` and ``mae`` wins over a bare ``mae``; nested objects
-    (``{"utkface_test": {"mae": 4.9}}``) count their parents' names.
+    ``utkface_test_pipeline`` (the full pipeline, written by ``python -m
+    benchmarks.accuracy --update-manifest``) wins over ``utkface_test`` (onnxruntime on
+    the training crop cache, written by the export).
     """
-    found: list[tuple[int, float]] = []
-
-    def visit(node: Mapping[str, Any], trail: str) -> None:
-        for key, value in node.items():
-            name = f"{trail}/{key}".lower()
-            if isinstance(value, Mapping):
-                visit(value, name)
-            elif (
-                isinstance(value, (int, float))
-                and not isinstance(value, bool)
-                and "mae" in key.lower()
-            ):
-                rank = (0 if "test" in name else 2) + (0 if key.lower() == "mae" else 1)
-                found.append((rank, float(value)))
-
-    visit(metrics, "")
-    return min(found, key=lambda item: item[0])[1] if found else None
+    for key in ("utkface_test_pipeline", "utkface_test"):
+        entry = metrics.get(key)
+        if isinstance(entry, Mapping) and isinstance(entry.get("mae"), (int, float)):
+            return float(entry["mae"])
+    return None
 
 
 def _params_text(params: Any) -> str:
