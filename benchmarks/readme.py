@@ -139,6 +139,25 @@ def quantize_section(quantize: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def breakdown_section(results_dir: Path) -> str:
+    """Where the models are weak: the accuracy benchmark's breakdown tables and plots."""
+    text = ""
+    markdown = results_dir / "accuracy.md"
+    if markdown.exists():
+        # The breakdown tables follow the headline table in accuracy.md.
+        body = markdown.read_text(encoding="utf-8")
+        parts = body.split("\n\nMAE by age group", 1)
+        if len(parts) == 2:
+            text += "\n### Where the models err\n\nMAE by age group" + parts[1]
+    for name, title in (
+        ("mae_by_age_group.png", "MAE by age group"),
+        ("predicted_vs_true.png", "predicted vs true age"),
+    ):
+        if (results_dir / name).exists():
+            text += f"\n![{title}](benchmarks/results/{name})\n"
+    return text
+
+
 def main() -> int:
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
@@ -146,6 +165,7 @@ def main() -> int:
         raise SystemExit(f"README.md has no {START} ... {END} block")
     table = models_table(_load(RESULTS_DIR / "accuracy.json"), _load(RESULTS_DIR / "speed.json"))
     table = table.rstrip("\n") + "\n"
+    table += breakdown_section(RESULTS_DIR)
     peer = _load(RESULTS_DIR / "peer.json")
     if peer:
         table += "\n" + peer_section(peer)
