@@ -151,7 +151,7 @@ def _integrity_error(
     )
 
 
-def _verified_local(path: Path, file: WeightFile, name: str, source: str) -> Path:
+def verify_local_file(path: Path, file: WeightFile, name: str, source: str) -> Path:
     ok, actual = _matches_pin(path, file, name)
     if not ok:
         raise _integrity_error(
@@ -224,7 +224,7 @@ def _download(
         ) from exc
 
 
-def _resolve_from_hub(
+def resolve_from_hub(
     file: WeightFile, *, name: str, cache_dir: Path | None, offline: bool, force_download: bool
 ) -> Path:
     """Hugging Face cache, then a download of the pinned revision; verified either way."""
@@ -358,19 +358,19 @@ def resolve_weight_file(
     for source, folder in folders:
         candidate = Path(folder).expanduser() / file.filename
         if candidate.is_file():
-            return _verified_local(candidate, file, name, f"{source} ({folder})")
+            return verify_local_file(candidate, file, name, f"{source} ({folder})")
         logger.debug("%s not in %s %s", file.filename, source, folder)
     if file.bundled:
         bundled = _bundled_file(file.filename)
         if bundled is not None:
-            return _verified_local(
+            return verify_local_file(
                 bundled,
                 file,
                 name,
                 "the installed faceage package (reinstall faceage to restore it)",
             )
         logger.debug("%s is marked bundled but missing from the package", file.filename)
-    return _resolve_from_hub(
+    return resolve_from_hub(
         file,
         name=name,
         cache_dir=Path(cache_dir).expanduser() if cache_dir is not None else None,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from faceage.errors import UnknownModelError, WeightsNotFoundError
-from faceage.hub import _resolve_from_hub, _verified_local, hub_offline
+from faceage.hub import resolve_from_hub, verify_local_file, hub_offline
 from faceage.inference import check_graph_matches_spec
 from faceage.runtime import create_session
 from faceage.spec import SPEC_FILENAME, ModelSpec, WeightFile, load_spec_file
@@ -76,7 +76,7 @@ def resolve_user_model(
             raise WeightsNotFoundError(
                 f"{folder} has no {spec.file.filename}, the ONNX file {SPEC_FILENAME} names"
             )
-        _verified_local(onnx_path, spec.file, spec.name, str(folder))
+        verify_local_file(onnx_path, spec.file, spec.name, str(folder))
     else:
         repo_id, revision = parse_hub_ref(ref)
         offline = hub_offline() if local_files_only is None else bool(local_files_only)
@@ -88,13 +88,13 @@ def resolve_user_model(
             "force_download": force_download,
         }
         spec_file = WeightFile(filename=SPEC_FILENAME, repo_id=repo_id, revision=revision)
-        spec_path = _resolve_from_hub(spec_file, **options)
+        spec_path = resolve_from_hub(spec_file, **options)
         spec = load_spec_file(spec_path, name=ref)
         onnx_file = dataclasses.replace(
             spec.file, repo_id=repo_id, revision=revision, bundled=False
         )
         spec = dataclasses.replace(spec, file=onnx_file)
-        onnx_path = _resolve_from_hub(onnx_file, **options)
+        onnx_path = resolve_from_hub(onnx_file, **options)
     # Load the graph once now, so a mismatch is reported before anything else is set up.
     session = create_session(onnx_path, providers=["CPUExecutionProvider"])
     check_graph_matches_spec(session, spec, source=str(onnx_path))
