@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from faceage.errors import UnknownModelError, WeightsNotFoundError
-from faceage.hub import resolve_from_hub, verify_local_file, hub_offline
+from faceage.hub import hub_offline, resolve_from_hub, verify_local_file
 from faceage.inference import check_graph_matches_spec
 from faceage.runtime import create_session
 from faceage.spec import SPEC_FILENAME, ModelSpec, WeightFile, load_spec_file
