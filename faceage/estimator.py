@@ -171,10 +171,24 @@ class AgeEstimator:
         return self._estimate([decoded])[0]
 
     def predict_batch(
-        self, images: Iterable[ImageInput], *, color_order: ColorOrder = "bgr"
+        self,
+        images: Iterable[ImageInput],
+        *,
+        color_order: ColorOrder = "bgr",
+        sources: Sequence[str] | None = None,
     ) -> list[ImageResult]:
-        """One :class:`ImageResult` per input, in order; bad inputs get an error result."""
-        return list(self._stream(images, color_order=color_order, chunk_size=32))
+        """One :class:`ImageResult` per input, in order; bad inputs get an error result.
+
+        Args:
+            images: as for :meth:`predict`.
+            sources: a name per image for its result and errors (e.g. where bytes came
+                from); by default a path is its own name and other inputs are described.
+        """
+        items = list(images)
+        if sources is not None and len(sources) != len(items):
+            raise ValueError(f"got {len(items)} images but {len(sources)} sources")
+        names = list(sources) if sources is not None else [describe_input(i) for i in items]
+        return list(self._stream(zip(items, names), color_order=color_order, chunk_size=32))
 
     def predict_folder(
         self,
@@ -184,20 +198,21 @@ class AgeEstimator:
         chunk_size: int = 32,
     ) -> Iterator[ImageResult]:
         """Stream one result per image file under ``path`` (sorted), errors included."""
-        return self._stream(iter_image_files(path, recursive=recursive), chunk_size=chunk_size)
+        files = iter_image_files(path, recursive=recursive)
+        return self._stream(((f, f) for f in files), chunk_size=chunk_size)
 
     # -- pipeline -------------------------------------------------------------------
 
     def _stream(
         self,
-        images: Iterable[ImageInput],
+        images: Iterable[tuple[ImageInput, str]],
         *,
         color_order: ColorOrder = "bgr",
         chunk_size: int = 32,
     ) -> Iterator[ImageResult]:
-        chunk: list[ImageInput] = []
-        for image in images:
-            chunk.append(image)
+        chunk: list[tuple[ImageInput, str]] = []
+        for item in images:
+            chunk.append(item)
             if len(chunk) >= chunk_size:
                 yield from self._process_chunk(chunk, color_order)
                 chunk = []
@@ -205,17 +220,17 @@ class AgeEstimator:
             yield from self._process_chunk(chunk, color_order)
 
     def _process_chunk(
-        self, images: Sequence[ImageInput], color_order: ColorOrder
+        self, images: Sequence[tuple[ImageInput, str]], color_order: ColorOrder
     ) -> list[ImageResult]:
         results: list[ImageResult | None] = [None] * len(images)
         decoded: list[_Decoded] = []
         positions: list[int] = []
-        for index, image in enumerate(images):
+        for index, (image, source) in enumerate(images):
             try:
-                decoded.append(self._decode(image, color_order=color_order))
+                decoded.append(self._decode(image, color_order=color_order, source=source))
                 positions.append(index)
             except Exception as exc:  # one bad image never ends a batch
-                results[index] = _error_result(describe_input(image), exc)
+                results[index] = _error_result(source, exc)
         try:
             faces = self._estimate(decoded)
         except Exception as exc:
@@ -233,9 +248,12 @@ class AgeEstimator:
                 )
         return [r for r in results if r is not None]
 
-    def _decode(self, image: ImageInput, *, color_order: ColorOrder) -> _Decoded:
-        pixels = load_image(image, color_order=color_order)
-        return _Decoded(describe_input(image), pixels, self._detect(pixels))
+    def _decode(
+        self, image: ImageInput, *, color_order: ColorOrder, source: str | None = None
+    ) -> _Decoded:
+        name = source or describe_input(image)
+        pixels = load_image(image, color_order=color_order, source=name)
+        return _Decoded(name, pixels, self._detect(pixels))
 
     def _detect(self, image: np.ndarray) -> list[Detection]:
         if self.detector is None:

@@ -41,7 +41,11 @@ def describe_input(image: object) -> str:
 
 
 def load_image(
-    image: ImageInput, *, color_order: ColorOrder = "bgr", max_pixels: int | None = None
+    image: ImageInput,
+    *,
+    color_order: ColorOrder = "bgr",
+    max_pixels: int | None = None,
+    source: str | None = None,
 ) -> np.ndarray:
     """Return ``image`` as a contiguous ``HxWx3`` uint8 BGR array.
 
@@ -53,6 +57,7 @@ def load_image(
             ``"rgb"`` (PIL, imageio, matplotlib). Ignored for other inputs.
         max_pixels: largest width*height accepted; defaults to ``$FACEAGE_MAX_PIXELS``
             or 100 megapixels.
+        source: the name errors give the input (default: its path, or its kind and size).
 
     Raises:
         ImageNotFoundError: a path that does not exist or is a directory.
@@ -67,12 +72,12 @@ def load_image(
             _read_file(Path(os.fsdecode(image))), source=os.fsdecode(image), max_pixels=limit
         )
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return decode_image(bytes(image), source=describe_input(image), max_pixels=limit)
+        return decode_image(bytes(image), source=source or describe_input(image), max_pixels=limit)
     if isinstance(image, np.ndarray):
-        return _from_array(image, color_order=color_order, max_pixels=limit)
+        return _from_array(image, color_order=color_order, max_pixels=limit, source=source)
     if _is_pil_image(image):
         rgb = np.asarray(image.convert("RGB"))
-        return _from_array(rgb, color_order="rgb", max_pixels=limit)
+        return _from_array(rgb, color_order="rgb", max_pixels=limit, source=source)
     raise TypeError(
         f"cannot read an image from {type(image).__name__}; pass a path, bytes, "
         "a numpy array or a PIL image"
@@ -136,8 +141,10 @@ def _check_pixels(width: int, height: int, *, source: str, max_pixels: int) -> N
         )
 
 
-def _from_array(array: np.ndarray, *, color_order: ColorOrder, max_pixels: int) -> np.ndarray:
-    source = describe_input(array)
+def _from_array(
+    array: np.ndarray, *, color_order: ColorOrder, max_pixels: int, source: str | None = None
+) -> np.ndarray:
+    source = source or describe_input(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):

@@ -194,3 +194,14 @@ def test_graph_that_does_not_match_its_spec_is_refused(tmp_path: Path) -> None:
     spec = parse_model_spec("broken", entry, file=load_spec_file(directory / "faceage.json").file)
     with pytest.raises(ModelSpecError, match="rank"):
         AgeEstimator(spec, directory / "model.onnx", detector=None)
+
+
+def test_batch_sources_name_results_and_errors(tmp_path: Path, real_faces: list[Path]) -> None:
+    estimator = _estimator(tmp_path)
+    results = estimator.predict_batch(
+        [real_faces[0].read_bytes(), b"garbage"], sources=["first.jpg", "second.jpg"]
+    )
+    assert [r.source for r in results] == ["first.jpg", "second.jpg"]
+    assert results[0].ok and results[1].error is not None and "second.jpg" in results[1].error
+    with pytest.raises(ValueError, match="sources"):
+        estimator.predict_batch([b"x"], sources=["a", "b"])

@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from faceage.detection import FaceDetector
 from faceage.estimator import DEFAULT_MODEL, AgeEstimator
-from faceage.images import ColorOrder, decode_image, describe_input, load_image
+from faceage.images import ColorOrder, describe_input
 from faceage.results import ImageResult
 from faceage.runtime import ProviderList
 
@@ -219,26 +219,8 @@ class FaceagePredictor:
         return [str(path) for path in paths], paths
 
     def _score(self, sources: list[str], images: list[Any]) -> list[ImageResult]:
-        results: list[ImageResult | None] = [None] * len(images)
-        decoded: list[np.ndarray] = []
-        positions: list[int] = []
-        for index, (source, image) in enumerate(zip(sources, images)):
-            try:
-                if isinstance(image, (bytes, bytearray, memoryview)):
-                    # Decoded here, not in the estimator, so errors name the file, not "<N bytes>".
-                    decoded.append(decode_image(bytes(image), source=source))
-                else:
-                    decoded.append(load_image(image, color_order=self.color_order))
-                positions.append(index)
-            except Exception as exc:  # one bad image never ends a batch
-                message = (str(exc) or type(exc).__name__).splitlines()[0]
-                logger.warning("skipped %s: %s", source, message)
-                results[index] = ImageResult(
-                    source=source, error=message, error_type=type(exc).__name__
-                )
-        for index, result in zip(positions, self.estimator.predict_batch(decoded)):
-            results[index] = result
-        return [r for r in results if r is not None]
+        # Named by their paths, so a bad file's error names it, not "<N bytes>".
+        return self.estimator.predict_batch(images, color_order=self.color_order, sources=sources)
 
 
 def score_dataset(
