@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from training.data import REPO_ROOT
 from training.models import ARCHITECTURES
 from training.train import RESULTS_DIR, load_config
 
@@ -80,6 +81,27 @@ CHOICES: dict[str, str] = {
 
 def _fmt(value: Any, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _pipeline_section(name: str) -> list[str]:
+    """The full-pipeline test figures ``benchmarks.accuracy --update-manifest`` recorded."""
+    manifest = json.loads((REPO_ROOT / "weights_manifest.json").read_text())
+    entry = manifest["models"].get(name, {}).get("metrics", {}).get("utkface_test_pipeline")
+    if not entry:
+        return []
+    gender = entry.get("gender_accuracy")
+    return [
+        "## Results through the full faceage pipeline (UTKFace test)",
+        "",
+        "| MAE | median AE | CS(5) | MAE with flip | gender accuracy | no face found |",
+        "|---|---|---|---|---|---|",
+        f"| {_fmt(entry.get('mae'))} | {_fmt(entry.get('median_ae'))} | "
+        f"{_fmt(entry.get('cs5'), 3)} | {_fmt(entry.get('mae_flip'))} | "
+        f"{_fmt(gender, 3)} | {100 * entry.get('no_face_share', 0):.2f}% |",
+        "",
+        f"Measured by `{entry.get('command')}` on {entry.get('machine')}: {entry.get('protocol')}.",
+        "",
+    ]
 
 
 def write_card(name: str) -> Path:
@@ -166,6 +188,7 @@ def write_card(name: str) -> Path:
         "inference) is measured by `benchmarks/`.",
         "",
     ]
+    lines += _pipeline_section(name)
     CARDS_DIR.mkdir(exist_ok=True)
     path = CARDS_DIR / f"{name}.md"
     path.write_text("\n".join(lines))
