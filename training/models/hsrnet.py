@@ -43,7 +43,9 @@ class StagedSubNetwork(nn.Module):
     def __init__(self, channels: int, q: int, pool: int, left_endpoints: torch.Tensor) -> None:
         super().__init__()
         self.reduce = nn.Conv2d(channels, q, 1)
-        self.pool = nn.AdaptiveAvgPool2d(pool)
+        # the last conv map is always 8x8 (64 px input); a fixed pooling window equals
+        # the paper's adaptive pooling and, unlike it, exports with a dynamic batch axis
+        self.pool = nn.AvgPool2d(8 // pool)
         self.head = nn.Sequential(
             nn.Dropout(0.2),
             nn.Linear(q * pool * pool, q),
