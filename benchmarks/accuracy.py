@@ -277,7 +277,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     suffix = (
         "" if args.split == "test" and args.limit is None else f"_{args.split}{args.limit or ''}"
     )
-    write_json(args.out / f"accuracy{suffix}.json", results)
+    # Per-image (true, predicted) pairs feed the plots only: they repeat UTKFace's labels,
+    # which are not ours to publish.
+    write_json(
+        args.out / f"accuracy{suffix}.json",
+        {
+            **results,
+            "models": {
+                name: {
+                    flip: {k: v for k, v in r.items() if k != "scatter"} for flip, r in runs.items()
+                }
+                for name, runs in results["models"].items()
+            },
+        },
+    )
     (args.out / f"accuracy{suffix}.md").write_text(markdown(results), encoding="utf-8")
     if not suffix:
         plots(results, args.out)

@@ -158,6 +158,17 @@ def breakdown_section(results_dir: Path) -> str:
     return text
 
 
+def detector_section(results_dir: Path) -> str:
+    """Detector speed and the end-to-end split, as ``benchmarks.speed`` wrote them."""
+    markdown = results_dir / "speed.md"
+    if not markdown.exists():
+        return ""
+    parts = markdown.read_text(encoding="utf-8").split("\nDetectors, ms per image:", 1)
+    if len(parts) != 2:
+        return ""
+    return "\n### Detectors and the whole pipeline\n\nDetectors, ms per image:" + parts[1]
+
+
 def main() -> int:
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
@@ -166,6 +177,7 @@ def main() -> int:
     table = models_table(_load(RESULTS_DIR / "accuracy.json"), _load(RESULTS_DIR / "speed.json"))
     table = table.rstrip("\n") + "\n"
     table += breakdown_section(RESULTS_DIR)
+    table += detector_section(RESULTS_DIR)
     peer = _load(RESULTS_DIR / "peer.json")
     if peer:
         table += "\n" + peer_section(peer)
