@@ -26,6 +26,7 @@ import torch
 
 from training.data import REPO_ROOT
 from training.models import ExportGraph, build_model, count_params
+from training.onnx_weights import store_weights_as_float16
 from training.train import RESULTS_DIR, RUNS_DIR, CachedSplit, load_config, metrics
 
 WEIGHTS_DIR = REPO_ROOT / "faceage" / "weights"
@@ -97,6 +98,9 @@ def export(name: str) -> dict[str, Any]:
         do_constant_folding=True,
     )
     model_proto = onnx.load(str(path))
+    weights_dtype = config.get("export", {}).get("weights_dtype", "float32")
+    if weights_dtype == "float16":
+        store_weights_as_float16(model_proto)
     onnx.checker.check_model(model_proto)
     model_proto.producer_name = "faceage-training"
     onnx.save(model_proto, str(path))
@@ -136,6 +140,7 @@ def export(name: str) -> dict[str, Any]:
     results = json.loads(results_path.read_text()) if results_path.exists() else {"name": name}
     results["export"] = {
         "opset": OPSET,
+        "weights_dtype": weights_dtype,
         "file": file_info,
         "params": params,
         "parity": {

@@ -5,7 +5,7 @@ set -u
 cd "$(dirname "$0")/.."
 for name in "$@"; do
   echo "=== $name $(date -u +%FT%TZ)"
-  python -m training.train "$name" >> "runs/$name.log" 2>&1 \
+  python -m training.train "$name" ${FACEAGE_TRAIN_THREADS:+--threads "$FACEAGE_TRAIN_THREADS"} >> "runs/$name.log" 2>&1 \
     && python -m training.export "$name" \
     && python -m training.cards "$name" \
     || echo "!!! $name failed"

@@ -105,6 +105,16 @@ def selection_score(result: dict[str, float]) -> float:
 def learning_rate(
     config: dict[str, Any], step: int, total_steps: int, steps_per_epoch: int
 ) -> float:
+    """Linear warm-up, then cosine decay to ``final_lr_fraction * lr``.
+
+    ``schedule_epochs`` (e.g. ``[9, 30]``) records a run that was first trained on a
+    shorter cosine and then resumed with ``--epochs 30``: steps of the first 9 epochs
+    follow the 9-epoch cosine, later ones the 30-epoch cosine, so one command replays it.
+    """
+    for epochs in config.get("schedule_epochs", []):
+        if step < epochs * steps_per_epoch:
+            total_steps = epochs * steps_per_epoch
+            break
     warmup = config.get("warmup_epochs", 1) * steps_per_epoch
     base, final = config["lr"], config["lr"] * config.get("final_lr_fraction", 0.01)
     if step < warmup:
@@ -133,6 +143,7 @@ def train(
     seed: int | None = None,
     fresh: bool = False,
     limit_batches: int | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     config = load_config(name)
     if epochs is not None:
@@ -140,6 +151,8 @@ def train(
     if seed is not None:
         config["seed"] = seed
     seed = config.setdefault("seed", 0)
+    if threads is not None:
+        config["threads"] = threads
     torch.set_num_threads(config.get("threads", 2))
     torch.manual_seed(seed)
     run_dir = RUNS_DIR / name
@@ -147,6 +160,11 @@ def train(
 
     train_set, val_set = CachedSplit(config, "train"), CachedSplit(config, "val")
     model = build_model(config["architecture"])
+    if config.get("init_from") and (fresh or not (run_dir / "last.pt").exists()):
+        # a later stage starts from an earlier run's chosen weights (same architecture)
+        start = torch.load(RUNS_DIR / config["init_from"] / "best.pt", weights_only=False)
+        model.load_state_dict(start["model"])
+        print(f"{name}: initialised from {config['init_from']} epoch {start['epoch']}", flush=True)
     if config.get("channels_last", True):  # 1.5-2.5x faster convolutions on CPU
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(config, model)
@@ -168,6 +186,9 @@ def train(
         torch.manual_seed(seed * 100_003 + epoch)  # dropout
         order = torch.randperm(len(train_set), generator=generator).numpy()
         model.train()
+        frozen = epoch < config.get("freeze_backbone_epochs", 0)
+        for param in model.backbone.parameters() if hasattr(model, "backbone") else ():
+            param.requires_grad_(not frozen)  # head first, then the whole network
         losses = []
         for batch in range(steps_per_epoch):
             if limit_batches is not None and batch >= limit_batches:
@@ -197,6 +218,9 @@ def train(
             "seconds": round(time.time() - started, 1),
             "train_seconds": round(train_seconds, 1),
         }
+        if limit_batches is not None:  # a timing run: leave the checkpoints alone
+            print(json.dumps(record), flush=True)
+            return record
         state["history"].append(record)
         state["epoch"] = epoch + 1
         if score < state["best_score"]:
@@ -216,8 +240,6 @@ def train(
         )
         (run_dir / "last.pt.tmp").replace(last)
         print(json.dumps(record), flush=True)
-        if limit_batches is not None:
-            return record
 
     return write_results(name, config, model, state)
 
@@ -268,6 +290,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--fresh", action="store_true", help="ignore runs/NAME/last.pt")
     parser.add_argument("--limit-batches", type=int, help="time a few batches of one epoch")
+    parser.add_argument("--threads", type=int, help="torch threads (default: config, else 2)")
     args = parser.parse_args()
     train(
         args.name,
@@ -275,6 +298,7 @@ def main() -> None:
         seed=args.seed,
         fresh=args.fresh,
         limit_batches=args.limit_batches,
+        threads=args.threads,
     )
 
 

@@ -1,0 +1,35 @@
+"""ONNX graph edits used at export time that need only ``onnx`` and numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+def store_weights_as_float16(model: onnx.ModelProto, min_elements: int = 1024) -> int:
+    """Keep large float32 initializers as float16, each read through a Cast to float32.
+
+    Halves the file; onnxruntime folds the Casts when it loads the graph, so inference
+    still computes in float32 on weights rounded to float16. Returns how many tensors.
+    """
+    graph = model.graph
+    casts, converted = [], 0
+    for tensor in graph.initializer:
+        if tensor.data_type != onnx.TensorProto.FLOAT:
+            continue
+        array = numpy_helper.to_array(tensor)
+        if array.size < min_elements:
+            continue
+        name = tensor.name
+        tensor.CopyFrom(numpy_helper.from_array(array.astype(np.float16), f"{name}_fp16"))
+        casts.append(
+            helper.make_node(
+                "Cast", [f"{name}_fp16"], [name], to=onnx.TensorProto.FLOAT, name=f"{name}_cast"
+            )
+        )
+        converted += 1
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return converted
