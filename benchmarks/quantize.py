@@ -4,7 +4,8 @@
     python -m benchmarks.quantize --models c3ae --limit 300 --rounds 1
 
 For each model, onnxruntime's quantization tools build three int8 graphs from the
-verified float32 file (after ``quant_pre_process``):
+verified float32 file (float16-stored weights are widened back to float32 first; then
+``quant_pre_process``):
 
 - ``dynamic``: int8 weights, activations quantized at run time (``quantize_dynamic``);
 - ``qdq``: static, QuantizeLinear/DequantizeLinear pairs (``QuantFormat.QDQ``);
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -72,6 +74,7 @@ from faceage.hub import resolve_weight_file
 from faceage.images import load_image
 from faceage.preprocess import face_crops, to_input_tensor
 from faceage.spec import ModelSpec, load_manifest
+from training.onnx_weights import restore_float32_weights
 
 INT8_DIR = ROOT / ".cache" / "int8"
 VARIANTS = ("dynamic", "qdq", "qoperator")
@@ -141,6 +144,10 @@ def quiet_root_logger() -> Iterator[None]:
 def preprocess(path: Path, work: Path) -> Path:
     """``quant_pre_process`` (shape inference, graph clean-up) or the file as it is."""
     out = work / f"{path.stem}-pre.onnx"
+    model = onnx.load(str(path))
+    if restore_float32_weights(model):  # float16-stored weights: quantize float32 ones
+        path = work / f"{path.stem}-fp32.onnx"
+        onnx.save(model, str(path))
     try:
         quant_pre_process(path, out, skip_symbolic_shape=True)
         return out

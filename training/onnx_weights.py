@@ -33,3 +33,23 @@ def store_weights_as_float16(model: onnx.ModelProto, min_elements: int = 1024) -
     del graph.node[:]
     graph.node.extend(nodes)
     return converted
+
+
+def restore_float32_weights(model: onnx.ModelProto) -> int:
+    """Undo :func:`store_weights_as_float16`: float32 initializers, no Casts (for tools,
+    such as onnxruntime's quantizers, that look for float32 weights). Returns how many."""
+    graph = model.graph
+    halves = {t.name: t for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT16}
+    keep, restored = [], 0
+    for node in graph.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type == "Cast" and to == onnx.TensorProto.FLOAT and node.input[0] in halves:
+            half = halves[node.input[0]]
+            array = numpy_helper.to_array(half).astype(np.float32)
+            half.CopyFrom(numpy_helper.from_array(array, node.output[0]))
+            restored += 1
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    return restored

@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from training.onnx_weights import store_weights_as_float16
+from training.onnx_weights import restore_float32_weights, store_weights_as_float16
 
 
 def _matmul_model(weight: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:
@@ -48,3 +48,17 @@ def test_large_weights_become_float16_and_outputs_stay_float32() -> None:
     np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-4)
     assert not np.array_equal(after, before)
     assert len(model.SerializeToString()) < 0.6 * size_before
+
+
+def test_restore_gives_back_a_float32_graph_with_the_same_outputs() -> None:
+    rng = np.random.default_rng(1)
+    model = _matmul_model(rng.normal(size=(64, 32)).astype(np.float32), np.zeros(32, np.float32))
+    store_weights_as_float16(model)
+    x = rng.normal(size=(3, 64)).astype(np.float32)
+    halved = _run(model, x)
+
+    assert restore_float32_weights(model) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["MatMul", "Add"]
+    assert {t.data_type for t in model.graph.initializer} == {TensorProto.FLOAT}
+    np.testing.assert_array_equal(_run(model, x), halved)
