@@ -51,3 +51,9 @@ def machine_description() -> str:
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def commands(results: dict[str, Any]) -> str:
+    """The command(s) that measured the models in ``results`` (subsets are merged)."""
+    seen = dict.fromkeys(r.get("command", results["command"]) for r in results["models"].values())
+    return " and ".join(f"`{c}`" for c in seen or [results["command"]])

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import platform
@@ -63,6 +64,7 @@ from benchmarks.common import (
     RESULTS_DIR,
     ROOT,
     UTKFACE,
+    commands,
     machine_description,
     read_utkface,
     write_json,
@@ -298,7 +300,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"int8 variants on {results['machine']}, onnxruntime {results['onnxruntime']}; test "
         f"MAE on UTKFace test ({results['images']} images, full pipeline, flip off); "
         f"calibration on {results['calibration_images']} UTKFace val images.",
-        f"Command: `{results['command']}`",
+        f"Command: {commands(results)}",
         "",
         "| model | variant | size | ms/face b=1 1 thr | faces/s b=64 2 thr | speed-up "
         "(b1 1thr / b1 2thr / b64 1thr / b64 2thr) | geo-mean | test MAE | ΔMAE | ships? |",
@@ -393,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for name in names:
         try:
-            results["models"][name] = quantize_model(
+            results["models"][name] = {"command": results["command"]}
+            results["models"][name] |= quantize_model(
                 manifest.model(name),
                 detector=detector,
                 rows=rows,
@@ -404,9 +407,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log=log,
             )
         except Exception as exc:  # one model's failure is reported, the others still run
-            results["models"][name] = {"error": str(exc).splitlines()[0][:300]}
+            results["models"][name] = {
+                "command": results["command"],
+                "error": str(exc).splitlines()[0][:300],
+            }
             log(f"{name}: failed: {results['models'][name]['error']}")
     suffix = "" if args.limit is None else f"_{args.limit}"
+    previous = args.out / f"quantize{suffix}.json"
+    if args.models != "all" and previous.exists():
+        # a run over some models keeps the other models' figures from the last run
+        kept = json.loads(previous.read_text(encoding="utf-8")).get("models", {})
+        results["models"] = {**kept, **results["models"]}
     write_json(args.out / f"quantize{suffix}.json", results)
     (args.out / f"quantize{suffix}.md").write_text(markdown(results), encoding="utf-8")
     print(markdown(results))

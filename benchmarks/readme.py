@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, ROOT
+from benchmarks.common import RESULTS_DIR, ROOT, commands
 from faceage.spec import load_manifest
 
 START, END = "<!-- models-table:start -->", "<!-- models-table:end -->"
@@ -128,7 +128,7 @@ def quantize_section(quantize: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        f"- `{quantize['command']}` on {quantize['machine']}, onnxruntime "
+        f"- {commands(quantize)} on {quantize['machine']}, onnxruntime "
         f"{quantize['onnxruntime']}; static variants calibrated on "
         f"{quantize['calibration_images']} UTKFace val images; MAE on the "
         f"{quantize['images']} test images through the full pipeline. Speed-up: batch-1 "
