@@ -23,7 +23,8 @@ A variant qualifies for shipping as ``NAME-int8`` when its speed-up (geometric m
 the four ratios: batch-1 latency and batch-64 throughput at 1 and 2 threads) is at least
 1.3x and its test MAE is at most 0.1 years worse. Files go to ``.cache/int8/``
 (``NAME-int8-VARIANT.onnx``, and ``NAME-int8.onnx`` for the best qualifying variant);
-nothing is added to the package or the manifest.
+with ``--ship`` that file is bundled as model ``NAME-int8`` (``faceage/weights`` and the
+manifest, see :func:`ship`); without it nothing is added to the package.
 
 Writes ``benchmarks/results/quantize.json`` and ``quantize.md``.
 """
@@ -358,6 +359,60 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ship(results: dict[str, Any], manifest_path: Path, weights_dir: Path) -> list[str]:
+    """Bundle each qualifying variant as ``NAME-int8`` (file + manifest entry).
+
+    The entry copies ``NAME``'s, with the int8 file, the measured figures and
+    ``quantized_from`` (the float32 file's sha256, so a retrained ``NAME`` shows up as a
+    stale int8 model in the tests). Models measured here that no longer qualify lose
+    their int8 entry and file. Returns the names shipped.
+    """
+    data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    models = data["models"]
+    shipped = []
+    for name, report in results["models"].items():
+        int8_name = f"{name}-int8"
+        target = weights_dir / f"{int8_name}.onnx"
+        variant = report.get("qualifying_variant")
+        if not variant:
+            if models.pop(int8_name, None) is not None:
+                target.unlink(missing_ok=True)
+            continue
+        shutil.copyfile(ROOT / report["int8_file"], target)
+        measured = report["variants"][variant]
+        entry = json.loads(json.dumps(models[name]))
+        entry["file"].update(
+            filename=target.name,
+            sha256=sha256(target),
+            size=target.stat().st_size,
+            repo_id=f"faceage/{int8_name}",
+        )
+        entry["description"] = (
+            f"{name} quantized to int8 ({variant}, onnxruntime); "
+            f"{measured['speedup']['geomean']:.2f}x faster than the float32 file here, "
+            f"test MAE {measured['mae_delta']:+.3f} years. " + entry.get("description", "")
+        )
+        entry["quantized_from"] = {
+            "model": name,
+            "sha256": report["fp32"]["sha256"],
+            "variant": variant,
+        }
+        entry["metrics"] = {
+            "utkface_test_quantize": {
+                "mae": measured["mae"],
+                "cs5": measured["cs5"],
+                "mae_delta": measured["mae_delta"],
+                "speedup": measured["speedup"],
+                "command": report.get("command", results["command"]),
+                "machine": results["machine"],
+            }
+        }
+        models[int8_name] = entry
+        shipped.append(int8_name)
+    manifest_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return shipped
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="all", help="comma-separated names, or 'all'")
@@ -367,9 +422,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per figure")
     parser.add_argument("--int8-dir", type=Path, default=INT8_DIR)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--ship",
+        action="store_true",
+        help="bundle qualifying variants as NAME-int8 (faceage/weights + manifest)",
+    )
     args = parser.parse_args(argv)
     names = (
-        [s.name for s in faceage.list_models()] if args.models == "all" else args.models.split(",")
+        [s.name for s in faceage.list_models() if not s.name.endswith("-int8")]
+        if args.models == "all"
+        else args.models.split(",")
     )
     rows = read_utkface("test")[: args.limit]
     detector = MemoDetector(RetinaFaceDetector())
@@ -421,6 +483,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_json(args.out / f"quantize{suffix}.json", results)
     (args.out / f"quantize{suffix}.md").write_text(markdown(results), encoding="utf-8")
     print(markdown(results))
+    if args.ship and args.limit is None:
+        shipped = ship(results, ROOT / "weights_manifest.json", ROOT / "faceage" / "weights")
+        log(f"shipped: {', '.join(shipped) or 'none'}")
     return 0
 
 

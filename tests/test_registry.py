@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from importlib import resources
@@ -33,6 +34,28 @@ def test_unknown_model_lists_the_valid_names() -> None:
         load_manifest().model("no-such-model")
     for name in MODELS:
         assert name in str(info.value)
+
+
+def _raw_models() -> dict[str, Any]:
+    models: dict[str, Any] = json.loads((ROOT / "weights_manifest.json").read_text())["models"]
+    return models
+
+
+@pytest.mark.parametrize(
+    "name", [n for n, e in _raw_models().items() if "quantized_from" in e] or ["(none)"]
+)
+def test_int8_models_are_built_from_the_current_float32_file(name: str) -> None:
+    """A retrained model makes its shipped int8 variant stale: re-run the quantizer."""
+    if name == "(none)":
+        pytest.skip("no int8 model is shipped")
+    models = _raw_models()
+    source = models[name]["quantized_from"]
+    assert models[source["model"]]["file"]["sha256"] == source["sha256"], (
+        f"{name} was quantized from an older {source['model']}: "
+        f"run python -m benchmarks.quantize --models {source['model']} --ship"
+    )
+    assert models[name]["input"] == models[source["model"]]["input"]
+    assert models[name]["output"] == models[source["model"]]["output"]
 
 
 @pytest.mark.parametrize("name", MODELS)
