@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 
-def store_weights_as_float16(model: onnx.ModelProto, min_elements: int = 1024) -> int:
+def store_weights_as_float16(
+    model: onnx.ModelProto, min_elements: int = 1024, op_types: Collection[str] | None = None
+) -> int:
     """Keep large float32 initializers as float16, each read through a Cast to float32.
 
     Halves the file; onnxruntime folds the Casts when it loads the graph, so inference
-    still computes in float32 on weights rounded to float16. Returns how many tensors.
+    still computes in float32 on weights rounded to float16. With ``op_types`` only the
+    weights that nodes of those types (alone) read are converted, e.g. ``{"Gemm"}`` for
+    the fully connected layers. Returns how many tensors.
     """
     graph = model.graph
+    readers: dict[str, set[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
     casts, converted = [], 0
     for tensor in graph.initializer:
         if tensor.data_type != onnx.TensorProto.FLOAT:
+            continue
+        if op_types is not None and not readers.get(tensor.name, set()) <= set(op_types):
             continue
         array = numpy_helper.to_array(tensor)
         if array.size < min_elements:

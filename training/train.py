@@ -42,6 +42,16 @@ def load_config(name: str) -> dict[str, Any]:
     return config
 
 
+def train_command(config: dict[str, Any], name: str) -> str:
+    """The shell command that trains ``name``, earlier stages (``init_from``) first."""
+    command = f"python -m training.train {name}"
+    if config.get("init_from"):
+        return (
+            f"{train_command(load_config(config['init_from']), config['init_from'])} && {command}"
+        )
+    return command
+
+
 class CachedSplit:
     """One split of the crop cache, holding only the crop scales a model uses."""
 

@@ -62,3 +62,10 @@ def test_restore_gives_back_a_float32_graph_with_the_same_outputs() -> None:
     assert [n.op_type for n in model.graph.node] == ["MatMul", "Add"]
     assert {t.data_type for t in model.graph.initializer} == {TensorProto.FLOAT}
     np.testing.assert_array_equal(_run(model, x), halved)
+
+
+def test_op_types_limit_which_weights_are_converted() -> None:
+    rng = np.random.default_rng(2)
+    model = _matmul_model(rng.normal(size=(64, 32)).astype(np.float32), np.zeros(32, np.float32))
+    assert store_weights_as_float16(model, op_types={"Gemm"}) == 0  # read by a MatMul
+    assert store_weights_as_float16(model, op_types={"MatMul"}) == 1
