@@ -1,14 +1,17 @@
 """Count multiply-accumulates of an ONNX graph for one face (batch 1).
 
-Counts Conv, Gemm and MatMul, which hold all but a sliver of the arithmetic of the
-models here; element-wise ops, pooling and activations are left out. Needs the ``onnx``
-package (the ``bench`` extra).
+Counts Conv, Gemm and MatMul (and their int8 forms), which hold all but a sliver of the
+arithmetic of the models here; element-wise ops, pooling and activations are left out.
+Needs the ``onnx`` package (the ``bench`` extra).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+
+# where each convolution keeps its weight (int8 graphs from onnxruntime's quantizers too)
+CONV_WEIGHT_INPUT = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
 
 
 def count_macs(path: str | Path) -> int:
@@ -36,12 +39,12 @@ def count_macs(path: str | Path) -> int:
 
     total = 0
     for node in inferred.graph.node:
-        if node.op_type == "Conv":
-            weight = shapes.get(node.input[1])
+        if node.op_type in CONV_WEIGHT_INPUT:
+            weight = shapes.get(node.input[CONV_WEIGHT_INPUT[node.op_type]])
             out = shapes.get(node.output[0])
             if weight and out and all(out):
                 total += math.prod(out) * math.prod(weight[1:])
-        elif node.op_type in ("Gemm", "MatMul"):
+        elif node.op_type in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul"):
             a = shapes.get(node.input[0])
             out = shapes.get(node.output[0])
             if a and out and all(out) and a[-1]:
