@@ -1,6 +1,7 @@
 """Speed and size of every model, the detectors, and the whole pipeline, on this CPU.
 
     python -m benchmarks.speed                 # everything
+    python -m benchmarks.speed --update-manifest   # and record latency/throughput per model
     python -m benchmarks.speed --quick         # fewer repeats, for a smoke run
 
 Per model: parameters, file size, MACs counted from the ONNX graph, latency per face at
@@ -216,6 +217,26 @@ def bench_end_to_end(name: str, files: Sequence[Path]) -> dict[str, Any]:
     return out
 
 
+def update_manifest(results: dict[str, Any]) -> None:
+    """Record each model's latency and throughput as ``metrics.speed`` in the manifest."""
+    path = ROOT / "weights_manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    for name, r in results["models"].items():
+        if name not in manifest["models"]:
+            continue
+        one, two = r["threads"]["1"], r["threads"]["2"]
+        manifest["models"][name].setdefault("metrics", {})["speed"] = {
+            "macs_per_face": r["macs_per_face"],
+            "latency_ms_batch1_1thread": round(one["latency_ms_batch1"], 3),
+            "latency_ms_batch1_2threads": round(two["latency_ms_batch1"], 3),
+            "faces_per_s_batch32_2threads": round(two["faces_per_s_batch32"], 1),
+            "faces_per_s_batch64_2threads": round(two["faces_per_s_batch64"], 1),
+            "command": results["command"],
+            "machine": results["machine"],
+        }
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Machine: {results['machine']}; numpy float32 matmul peak "
@@ -281,6 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--images", type=int, default=500, help="images for the pipeline run")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--update-manifest",
+        action="store_true",
+        help="write each model's latency and throughput into weights_manifest.json",
+    )
     args = parser.parse_args(argv)
     repeats = 5 if args.quick else 20
     names = (
@@ -314,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["end_to_end"] = bench_end_to_end(names[0], files)
     write_json(args.out / "speed.json", results)
     (args.out / "speed.md").write_text(markdown(results), encoding="utf-8")
+    if args.update_manifest:
+        update_manifest(results)
     print(markdown(results))
     return 0
 

@@ -149,6 +149,29 @@ def _schedule(config: dict[str, Any]) -> list[str]:
     ]
 
 
+def _speed_section(name: str) -> list[str]:
+    """Latency and throughput of the shipped file, as ``benchmarks.speed`` measured them."""
+    path = REPO_ROOT / "benchmarks" / "results" / "speed.json"
+    speed = json.loads(path.read_text()) if path.exists() else {}
+    entry = speed.get("models", {}).get(name)
+    if not entry:
+        return []
+    one, two = entry["threads"]["1"], entry["threads"]["2"]
+    return [
+        "## Speed (onnxruntime, CPU)",
+        "",
+        "| MMACs/face | ms/face b=1, 1 thread | ms/face b=1, 2 threads "
+        "| faces/s b=32, 2 threads | faces/s b=64, 2 threads |",
+        "|---|---|---|---|---|",
+        f"| {entry['macs_per_face'] / 1e6:.1f} | {one['latency_ms_batch1']:.2f} | "
+        f"{two['latency_ms_batch1']:.2f} | {two['faces_per_s_batch32']:.0f} | "
+        f"{two['faces_per_s_batch64']:.0f} |",
+        "",
+        f"Measured by `{speed.get('command')}` on {speed.get('machine')}.",
+        "",
+    ]
+
+
 def write_card(name: str) -> Path:
     config = load_config(name)
     results = json.loads((RESULTS_DIR / f"{name}.json").read_text())
@@ -237,6 +260,7 @@ def write_card(name: str) -> Path:
         "",
     ]
     lines += _pipeline_section(name)
+    lines += _speed_section(name)
     CARDS_DIR.mkdir(exist_ok=True)
     path = CARDS_DIR / f"{name}.md"
     path.write_text("\n".join(lines))
