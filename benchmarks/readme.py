@@ -103,9 +103,9 @@ def peer_section(peer: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _verdict(report: dict[str, Any], variant: str, entry: dict[str, Any]) -> str:
+def _verdict(name: str, report: dict[str, Any], variant: str, entry: dict[str, Any]) -> str:
     if variant == report.get("qualifying_variant"):
-        return "**ships** (`" + report.get("int8_file", "").rsplit("/", 1)[-1][:-5] + "`)"
+        return f"**ships** (`{name}-int8`)"
     return "qualifies (a faster one ships)" if entry["qualifies"] else "no"
 
 
@@ -130,7 +130,7 @@ def quantize_section(quantize: dict[str, Any]) -> str:
                 f"| `{name}` | {variant} | {e['file_bytes'] / 1024:.0f} KB "
                 f"(fp32 {r['fp32']['file_bytes'] / 1024:.0f} KB) | "
                 f"{e['speedup']['geomean']:.2f}x; {min(ratios):.2f}-{max(ratios):.2f} | "
-                f"{e['mae']:.2f} | {e['mae_delta']:+.2f} | {_verdict(r, variant, e)} |"
+                f"{e['mae']:.2f} | {e['mae_delta']:+.2f} | {_verdict(name, r, variant, e)} |"
             )
     lines += [
         "",
