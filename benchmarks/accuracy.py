@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import platform
 import sys
 import time
@@ -31,11 +30,11 @@ import numpy as np
 import faceage
 from benchmarks.common import (
     RESULTS_DIR,
-    ROOT,
     UTKFACE,
     Row,
     machine_description,
     read_utkface,
+    record_metrics,
     write_json,
 )
 from faceage.detection import Detection
@@ -301,10 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def update_manifest(results: dict[str, Any]) -> None:
     """Record each model's figures as ``metrics.utkface_test_pipeline`` in the manifest."""
-    path = ROOT / "weights_manifest.json"
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    entries = {}
     for name, runs in results["models"].items():
-        if "off" not in runs or name not in manifest["models"]:
+        if "off" not in runs:
             continue
         off = runs["off"]
         entry = {
@@ -321,8 +319,8 @@ def update_manifest(results: dict[str, Any]) -> None:
         )
         entry["command"] = results["command"]
         entry["machine"] = results["machine"]
-        manifest["models"][name].setdefault("metrics", {})["utkface_test_pipeline"] = entry
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        entries[name] = entry
+    record_metrics("utkface_test_pipeline", entries)
 
 
 if __name__ == "__main__":

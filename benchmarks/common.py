@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 UTKFACE = SHARED / "datasets" / "utkface"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
+MANIFEST = ROOT / "weights_manifest.json"
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,18 @@ def commands(results: dict[str, Any]) -> str:
     """The command(s) that measured the models in ``results`` (subsets are merged)."""
     seen = dict.fromkeys(r.get("command", results["command"]) for r in results["models"].values())
     return " and ".join(f"`{c}`" for c in seen or [results["command"]])
+
+
+def manifest_models() -> dict[str, Any]:
+    """The manifest's ``models`` section as plain JSON (with keys ``ModelSpec`` leaves out)."""
+    models: dict[str, Any] = json.loads(MANIFEST.read_text(encoding="utf-8"))["models"]
+    return models
+
+
+def record_metrics(key: str, entries: dict[str, dict[str, Any]]) -> None:
+    """Write ``entries[name]`` as ``metrics[key]`` of each registered model in the manifest."""
+    manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    for name, entry in entries.items():
+        if name in manifest["models"]:
+            manifest["models"][name].setdefault("metrics", {})[key] = entry
+    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

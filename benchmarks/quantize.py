@@ -62,6 +62,7 @@ from onnxruntime.quantization import (
 import faceage
 from benchmarks.accuracy import MemoDetector, evaluate
 from benchmarks.common import (
+    MANIFEST,
     RESULTS_DIR,
     ROOT,
     UTKFACE,
@@ -491,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / f"quantize{suffix}.md").write_text(markdown(results), encoding="utf-8")
     print(markdown(results))
     if args.ship and args.limit is None:
-        shipped = ship(results, ROOT / "weights_manifest.json", ROOT / "faceage" / "weights")
+        shipped = ship(results, MANIFEST, ROOT / "faceage" / "weights")
         log(f"shipped: {', '.join(shipped) or 'none'}")
     return 0
 

@@ -16,7 +16,6 @@ Writes ``benchmarks/results/speed.json`` and ``speed.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -30,11 +29,12 @@ import numpy as np
 import faceage
 from benchmarks.common import (
     RESULTS_DIR,
-    ROOT,
     SHARED,
     UTKFACE,
     machine_description,
+    manifest_models,
     read_utkface,
+    record_metrics,
     write_json,
 )
 from benchmarks.group_photos import make_group_photos
@@ -219,13 +219,10 @@ def bench_end_to_end(name: str, files: Sequence[Path]) -> dict[str, Any]:
 
 def update_manifest(results: dict[str, Any]) -> None:
     """Record each model's latency and throughput as ``metrics.speed`` in the manifest."""
-    path = ROOT / "weights_manifest.json"
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    entries = {}
     for name, r in results["models"].items():
-        if name not in manifest["models"]:
-            continue
         one, two = r["threads"]["1"], r["threads"]["2"]
-        manifest["models"][name].setdefault("metrics", {})["speed"] = {
+        entries[name] = {
             "macs_per_face": r["macs_per_face"],
             "latency_ms_batch1_1thread": round(one["latency_ms_batch1"], 3),
             "latency_ms_batch1_2threads": round(two["latency_ms_batch1"], 3),
@@ -234,7 +231,7 @@ def update_manifest(results: dict[str, Any]) -> None:
             "command": results["command"],
             "machine": results["machine"],
         }
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    record_metrics("speed", entries)
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -322,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": {},
     }
     manifest = load_manifest()
-    raw_models = json.loads((ROOT / "weights_manifest.json").read_text(encoding="utf-8"))["models"]
+    raw_models = manifest_models()
     for name in names:
         spec = manifest.model(name)
         path = resolve_weight_file(spec.file, name=name)
