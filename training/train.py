@@ -190,6 +190,7 @@ def train(
         state = checkpoint["state"]
         print(f"resumed {name} after epoch {state['epoch']}", flush=True)
 
+    autocast = config.get("autocast_bf16", False)
     for epoch in range(state["epoch"], config["epochs"]):
         started = time.time()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -210,7 +211,12 @@ def train(
             x = augment(train_set.inputs(rows), config.get("augment", {}), generator)
             ages = torch.from_numpy(train_set.ages[rows])
             genders = torch.from_numpy(train_set.genders[rows])
-            loss = model.loss(model(normalize(x)), ages, genders)
+            # bfloat16 autocast: ~1.7x faster convolutions on a CPU with AVX512-BF16;
+            # the loss, the optimiser state, validation and export stay float32
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                out = model(normalize(x))
+            out = {key: value.float() for key, value in out.items()}
+            loss = model.loss(out, ages, genders)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.get("clip_grad_norm"):

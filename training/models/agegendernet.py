@@ -5,18 +5,22 @@ with BN + ReLU + 2x2 max pooling (64 -> 4), then two fully connected layers of 5
 with dropout 0.5, regressing (age, gender) jointly with an L2 loss. About 6.0M
 parameters, as the paper says.
 
-Choices: "same" padding; the age target is scaled to age / 116 so the two L2 terms
-weigh alike; gender is regressed to 0 (male) / 1 (female), so the output estimates the
-probability of "female" and is clipped to [0, 1] at export.
+Choices: "same" padding; both regression targets are standardised so the two L2 terms
+weigh alike: age as (age - 33) / 20 (about the mean and spread of UTKFace ages) and
+gender as -1 (male) / +1 (female). The paper's scale (age / 116 next to a 0/1 gender)
+made the gender term ~8x the age term's variance and the age output collapsed towards
+the mean (val MAE 13.9 after 3 epochs). The gender output maps back to P(female) as
+(g + 1) / 2, clipped to [0, 1] at export.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from training.models.common import AGE_MAX, conv_bn
+from training.models.common import conv_bn
+
+AGE_CENTER, AGE_SPREAD = 33.0, 20.0
 
 
 class AgeGenderNet(nn.Module):
@@ -50,11 +54,11 @@ class AgeGenderNet(nn.Module):
         if x.dim() == 5:
             x = x[:, 0]
         out = self.head(self.features(x))
-        return {"age": out[:, 0] * AGE_MAX, "gender": out[:, 1]}
+        return {"age": out[:, 0] * AGE_SPREAD + AGE_CENTER, "gender": (out[:, 1] + 1.0) / 2.0}
 
     def loss(
         self, out: dict[str, torch.Tensor], ages: torch.Tensor, genders: torch.Tensor
     ) -> torch.Tensor:
-        return F.mse_loss(out["age"] / AGE_MAX, ages / AGE_MAX) + F.mse_loss(
-            out["gender"], genders.float()
-        )
+        age_error = (out["age"] - ages) / AGE_SPREAD
+        gender_error = 2.0 * (out["gender"] - genders.float())  # in the +-1 target's units
+        return age_error.square().mean() + gender_error.square().mean()
