@@ -66,3 +66,15 @@ def test_augmentation_is_reproducible_and_keeps_range() -> None:
     b = augment(x, settings, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and a.shape == x.shape
     assert float(a.min()) >= 0 and float(a.max()) <= 1
+
+
+def test_agegendernet_loss_weighs_age_and_gender_alike() -> None:
+    model = build_model("agegendernet")
+    ages, genders = torch.tensor([30.0, 60.0]), torch.tensor([0, 1])
+    exact = {"age": ages.clone(), "gender": genders.float()}
+    assert float(model.loss(exact, ages, genders)) == 0.0
+    # one spread (20 years) off in age costs as much as a coin-flip gender (0.5 off)
+    age_off = {"age": ages + 20.0, "gender": genders.float()}
+    gender_off = {"age": ages.clone(), "gender": torch.full((2,), 0.5)}
+    assert float(model.loss(age_off, ages, genders)) == pytest.approx(1.0)
+    assert float(model.loss(gender_off, ages, genders)) == pytest.approx(1.0)
