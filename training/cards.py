@@ -232,8 +232,14 @@ def write_card(name: str) -> Path:
         *_schedule(config),
         *(
             [
-                "- Forward pass under bfloat16 autocast (loss, optimiser, validation and "
-                "export in float32): ~1.7x faster on a CPU with AVX512-BF16."
+                "- Forward pass under bfloat16 autocast"
+                + (
+                    f" from epoch {config['autocast_bf16_from_epoch'] + 1}"
+                    if config.get("autocast_bf16_from_epoch")
+                    else ""
+                )
+                + " (loss, optimiser, validation and export in float32): ~1.7x faster "
+                "on a CPU with AVX512-BF16."
             ]
             if config.get("autocast_bf16")
             else []

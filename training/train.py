@@ -190,8 +190,11 @@ def train(
         state = checkpoint["state"]
         print(f"resumed {name} after epoch {state['epoch']}", flush=True)
 
-    autocast = config.get("autocast_bf16", False)
     for epoch in range(state["epoch"], config["epochs"]):
+        # a run switched to autocast when resumed records the epoch it was switched on
+        autocast = config.get("autocast_bf16", False) and epoch >= config.get(
+            "autocast_bf16_from_epoch", 0
+        )
         started = time.time()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         torch.manual_seed(seed * 100_003 + epoch)  # dropout
