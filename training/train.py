@@ -191,10 +191,9 @@ def train(
         print(f"resumed {name} after epoch {state['epoch']}", flush=True)
 
     for epoch in range(state["epoch"], config["epochs"]):
-        # a run switched to autocast when resumed records the epoch it was switched on
-        autocast = config.get("autocast_bf16", False) and epoch >= config.get(
-            "autocast_bf16_from_epoch", 0
-        )
+        # a run switched to (or from) autocast on resume records the epochs it ran under it
+        first, stop = config.get("autocast_bf16_epochs", [0, config["epochs"]])
+        autocast = config.get("autocast_bf16", False) and first <= epoch < stop
         started = time.time()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         torch.manual_seed(seed * 100_003 + epoch)  # dropout
