@@ -180,8 +180,9 @@ def _speed_section(name: str) -> list[str]:
 
 
 def write_card(name: str) -> Path:
-    config = load_config(name)
     results = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+    # the config of the run that made the shipped weights, not a later run's edits
+    config = results.get("config") or load_config(name)
     export = results.get("export", {})
     info = config["manifest"]
     metrics = results.get("metrics", {})
