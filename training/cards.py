@@ -156,6 +156,18 @@ def _schedule(config: dict[str, Any]) -> list[str]:
     ]
 
 
+def _autocast(config: dict[str, Any]) -> list[str]:
+    if not config.get("autocast_bf16"):
+        return []
+    epochs = config.get("autocast_bf16_epochs")
+    when = f" in epochs {epochs[0] + 1} to {epochs[1]}" if epochs else ""
+    return [
+        f"- Forward pass under bfloat16 autocast{when} (loss, optimiser, validation and "
+        "export in float32): ~1.7x faster per batch for the plain convolution nets on a "
+        "CPU with AVX512-BF16."
+    ]
+
+
 def _speed_section(name: str) -> list[str]:
     """Latency and throughput of the shipped file, as ``benchmarks.speed`` measured them."""
     path = REPO_ROOT / "benchmarks" / "results" / "speed.json"
@@ -238,22 +250,7 @@ def write_card(name: str) -> Path:
         f"{config['batch_size']}, {config['optimizer']} lr {config['lr']} with warm-up and "
         f"cosine decay, weight decay {config['weight_decay']}, {_start(config)}.",
         *_schedule(config),
-        *(
-            [
-                "- Forward pass under bfloat16 autocast"
-                + (
-                    " in epochs {} to {}".format(
-                        config["autocast_bf16_epochs"][0] + 1, config["autocast_bf16_epochs"][1]
-                    )
-                    if config.get("autocast_bf16_epochs")
-                    else ""
-                )
-                + " (loss, optimiser, validation and export in float32): ~1.7x faster "
-                "per batch for the plain convolution nets on a CPU with AVX512-BF16."
-            ]
-            if config.get("autocast_bf16")
-            else []
-        ),
+        *_autocast(config),
         "- Augmentation (same transform for all crops of a face): horizontal flip, shift "
         f"±{config['augment']['max_shift']:.0%}, scale ±{config['augment']['max_scale']:.0%}, "
         f"rotation ±{config['augment']['max_rotation_deg']}°, brightness / contrast / "
