@@ -130,7 +130,7 @@ def _start(config: dict[str, Any]) -> str:
     stage_config = stage["config"]
     text = (
         f"started from `{config['init_from']}` (config `training/configs/"
-        f"{config['init_from']}.json`: the same network trained from scratch for "
+        f"{config['init_from']}.json`: the same architecture trained from scratch for "
         f"{stage['epochs']} epochs on {stage_config['input_size']} px crops of the training "
         f"faces, best val MAE {_fmt(stage['metrics']['val'].get('mae'))} at epoch "
         f"{stage['best_epoch']})"
@@ -161,11 +161,14 @@ def _autocast(config: dict[str, Any]) -> list[str]:
         return []
     epochs = config.get("autocast_bf16_epochs")
     when = f" in epochs {epochs[0] + 1} to {epochs[1]}" if epochs else ""
-    return [
+    line = (
         f"- Forward pass under bfloat16 autocast{when} (loss, optimiser, validation and "
         "export in float32): ~1.7x faster per batch for the plain convolution nets on a "
-        "CPU with AVX512-BF16."
-    ]
+        "CPU with AVX512-BF16"
+    )
+    if epochs and epochs[1] < config["epochs"]:
+        line += "; switched off after that, as it measured slower than float32 for this net"
+    return [line + "."]
 
 
 def _speed_section(name: str) -> list[str]:
