@@ -156,6 +156,18 @@ def _schedule(config: dict[str, Any]) -> list[str]:
     ]
 
 
+def _distill(config: dict[str, Any]) -> list[str]:
+    if not config.get("distill"):
+        return []
+    teachers = " and ".join(f"`{name}`" for name in config["distill"]["teachers"])
+    weight = config["distill"]["weight"]
+    return [
+        f"- Distilled (`training/distill.py`): the targets are {1 - weight:g} x label + "
+        f"{weight:g} x the mean prediction of {teachers} (the shipped ONNX files, on the "
+        "un-augmented training crops), for age and for P(female)."
+    ]
+
+
 def _autocast(config: dict[str, Any]) -> list[str]:
     if not config.get("autocast_bf16"):
         return []
@@ -253,6 +265,7 @@ def write_card(name: str) -> Path:
         f"{config['batch_size']}, {config['optimizer']} lr {config['lr']} with warm-up and "
         f"cosine decay, weight decay {config['weight_decay']}, {_start(config)}.",
         *_schedule(config),
+        *_distill(config),
         *_autocast(config),
         "- Augmentation (same transform for all crops of a face): horizontal flip, shift "
         f"±{config['augment']['max_shift']:.0%}, scale ±{config['augment']['max_scale']:.0%}, "

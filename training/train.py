@@ -169,6 +169,14 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
 
     train_set, val_set = CachedSplit(config, "train"), CachedSplit(config, "val")
+    train_ages, train_genders = train_set.ages, train_set.genders.astype(np.float32)
+    if config.get("distill"):
+        from training.distill import blend, soft_targets  # runs the teachers' ONNX files
+
+        teacher_ages, teacher_genders = soft_targets(config, train_set.ages)
+        weight = config["distill"]["weight"]
+        train_ages = blend(train_ages, teacher_ages, weight)
+        train_genders = blend(train_genders, teacher_genders, weight)
     model = build_model(config["architecture"])
     if config.get("init_from") and (fresh or not (run_dir / "last.pt").exists()):
         # a later stage starts from an earlier run's chosen weights (same architecture)
@@ -211,8 +219,8 @@ def train(
                 group["lr"] = learning_rate(config, step, total_steps, steps_per_epoch)
             rows = np.sort(order[batch * batch_size : (batch + 1) * batch_size])
             x = augment(train_set.inputs(rows), config.get("augment", {}), generator)
-            ages = torch.from_numpy(train_set.ages[rows])
-            genders = torch.from_numpy(train_set.genders[rows])
+            ages = torch.from_numpy(train_ages[rows])
+            genders = torch.from_numpy(train_genders[rows])
             # bfloat16 autocast: ~1.7x faster convolutions on a CPU with AVX512-BF16;
             # the loss, the optimiser state, validation and export stay float32
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):

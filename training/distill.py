@@ -1,0 +1,70 @@
+"""Soft targets from shipped models: knowledge distillation for the compact nets.
+
+A config with ``"distill": {"teachers": ["agegendernet"], "weight": 0.5}`` trains on
+``(1 - weight) * label + weight * teacher`` for age and for gender (P(female)), where
+``teacher`` is the mean prediction of the teachers' shipped ONNX files
+(``faceage/weights/NAME.onnx``) on the un-augmented training crops, each teacher reading
+the crops of its own config. Predictions are cached under ``runs/teachers/``, keyed by
+the file's sha256, so a retrained teacher is predicted afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from training.data import REPO_ROOT
+
+TEACHER_DIR = REPO_ROOT / "runs" / "teachers"
+
+
+def _teacher_on_train(name: str) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    from training.export import WEIGHTS_DIR, contract_inputs, run_onnx
+    from training.train import CachedSplit, load_config
+
+    path = WEIGHTS_DIR / f"{name}.onnx"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    cached = TEACHER_DIR / f"{name}-{digest}-train.npz"
+    if cached.exists():
+        return dict(np.load(cached))
+    config = load_config(name)
+    data = CachedSplit(config, "train")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ages, genders = run_onnx(session, contract_inputs(data.crops, len(config["crop_scales"])))
+    out = {"labels": data.ages, "age": ages}
+    if genders is not None:
+        out["gender"] = genders
+    TEACHER_DIR.mkdir(parents=True, exist_ok=True)
+    np.savez(cached, **out)
+    return out
+
+
+def soft_targets(
+    config: dict[str, Any], ages: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Mean teacher age and P(female) for every training row (``None``: no teacher has it).
+
+    ``ages`` are the student's training labels, to check that the teachers' crop caches
+    list the same faces in the same order.
+    """
+    predictions = [_teacher_on_train(name) for name in config["distill"]["teachers"]]
+    for name, prediction in zip(config["distill"]["teachers"], predictions):
+        if not np.array_equal(prediction["labels"], ages):
+            raise ValueError(f"teacher {name!r} was predicted on other training rows")
+    teacher_ages = [p["age"] for p in predictions]
+    teacher_genders = [p["gender"] for p in predictions if "gender" in p]
+    return (
+        np.mean(teacher_ages, axis=0).astype(np.float32),
+        np.mean(teacher_genders, axis=0).astype(np.float32) if teacher_genders else None,
+    )
+
+
+def blend(labels: np.ndarray, teacher: np.ndarray | None, weight: float) -> np.ndarray:
+    """``(1 - weight) * labels + weight * teacher``, or the labels when there is none."""
+    if teacher is None:
+        return labels
+    return ((1.0 - weight) * labels + weight * teacher).astype(np.float32)
