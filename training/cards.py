@@ -46,7 +46,12 @@ CHOICES: dict[str, str] = {
 - The gender net is SSR-Net(3,3,3) with V = 1, trained with a squared error against
   0 (male) / 1 (female) so its output estimates P(female); the graph clips it to [0, 1].
 - The exported graph packs the `ssrnet` age net and this gender net side by side
-  (two x 40.3K parameters); its age output is exactly `ssrnet`'s.""",
+  (two x 40.3K parameters); its age output is exactly `ssrnet`'s.
+- Val gender accuracy stayed near 91% through every change we tried (seed 0, one run
+  each): starting from the trained `ssrnet` age net, 90.9% after 30 epochs (this
+  recipe: 91.1%); a wider 1.25 context crop, 90.5% after a 15-epoch cosine (1.0 crop:
+  90.6%); distilling from `agegendernet` and `mobileagenet` (weight 0.5), 90.4% after
+  15 epochs. None is used.""",
     "hsrnet": """\
 - HSR(30,15) as in Tables 1, 2 and 4: six 3x3 convs with zero padding, BN + ReLU,
   avg-pool after convs 2, 4 and 6; the three crops share the convs and are concatenated
