@@ -150,14 +150,14 @@ def _start(config: dict[str, Any]) -> str:
 
 
 def _schedule(config: dict[str, Any]) -> list[str]:
-    restarts = config.get("schedule_epochs", [])[:-1]
-    if not restarts:
+    stages = config.get("schedule_epochs", [])
+    if len(stages) < 2:
         return []
-    first = ", ".join(str(e) for e in restarts)
+    resumes = ", then ".join(f"`--epochs {e}`" for e in stages[1:])
     return [
-        f"- Trained first on a {first}-epoch cosine schedule, then resumed with "
-        f"`--epochs {config['epochs']}` (learning rate back up, a warm restart); "
-        "`schedule_epochs` in the config replays both in one command."
+        f"- Trained first on a {stages[0]}-epoch cosine schedule, then resumed with "
+        f"{resumes} (learning rate back up each time, a warm restart); "
+        "`schedule_epochs` in the config replays them all in one command."
     ]
 
 

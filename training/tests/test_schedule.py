@@ -35,3 +35,14 @@ def test_schedule_epochs_replays_a_short_run_resumed_with_more_epochs() -> None:
     assert learning_rate(config, short, total, STEPS) > 10 * learning_rate(
         config, short - 1, total, STEPS
     )
+
+
+def test_schedule_epochs_replays_two_restarts() -> None:
+    config = {**BASE, "schedule_epochs": [9, 30, 50]}
+    total = 50 * STEPS
+    for step, stage in ((500, 9), (2000, 30), (4000, 50)):
+        expected = learning_rate(BASE, step, stage * STEPS, STEPS)
+        assert learning_rate(config, step, total, STEPS) == expected
+    for end in (9, 30):  # each restart raises the rate again
+        before = learning_rate(config, end * STEPS - 1, total, STEPS)
+        assert learning_rate(config, end * STEPS, total, STEPS) > 10 * before
