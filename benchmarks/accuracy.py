@@ -24,7 +24,7 @@ import hashlib
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from benchmarks.common import (
 from faceage.detection import Detection
 from faceage.detection.retinaface import RetinaFaceDetector
 from faceage.estimator import AgeEstimator
+from faceage.spec import load_manifest
 
 AGE_GROUPS = [(0, 2), (3, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 200)]
 RACES = {"0": "White", "1": "Black", "2": "Asian", "3": "Indian", "4": "Others"}
@@ -116,11 +117,12 @@ def evaluate(estimator: AgeEstimator, rows: Sequence[Row], *, batch: int = 64) -
         correct = [p["pred_gender"] == ("female" if p["gender"] == 1 else "male") for p in found]
         report["gender_accuracy"] = float(np.mean(correct)) if correct else None
     breakdown: dict[str, dict[str, Any]] = {"age_group": {}, "gender": {}, "race": {}}
-    for key, label in (
+    labels: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("age_group", lambda p: group_name(p["age"])),
         ("gender", lambda p: "female" if p["gender"] == 1 else "male"),
         ("race", lambda p: RACES.get(p["race"], "unknown")),
-    ):
+    ]
+    for key, label in labels:
         groups: dict[str, list[float]] = {}
         for p, err in zip(found, errors):
             groups.setdefault(label(p), []).append(float(err))
@@ -243,7 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     names = (
-        [s.name for s in faceage.list_models()] if args.models == "all" else args.models.split(",")
+        [*(s.name for s in faceage.list_models()), *sorted(load_manifest().ensembles)]
+        if args.models == "all"
+        else args.models.split(",")
     )
     rows = read_utkface(args.split)[: args.limit]
     flips = {"off": [False], "on": [True], "both": [False, True]}[args.flip]

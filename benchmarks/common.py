@@ -67,9 +67,11 @@ def manifest_models() -> dict[str, Any]:
 
 
 def record_metrics(key: str, entries: dict[str, dict[str, Any]]) -> None:
-    """Write ``entries[name]`` as ``metrics[key]`` of each registered model in the manifest."""
+    """Write ``entries[name]`` as ``metrics[key]`` of each registered model (or ensemble)
+    in the manifest."""
     manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
     for name, entry in entries.items():
-        if name in manifest["models"]:
-            manifest["models"][name].setdefault("metrics", {})[key] = entry
+        for section in ("models", "ensembles"):
+            if name in manifest.get(section, {}):
+                manifest[section][name].setdefault("metrics", {})[key] = entry
     MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

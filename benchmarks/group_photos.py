@@ -54,7 +54,10 @@ def make_group_photos(out_dir: Path, seed: int = 0) -> list[GroupPhoto]:
         cell_w, cell_h = width // cols, height // rows
         cells = rng.permutation(rows * cols)[:count]
         for cell in cells:
-            chip = cv2.imread(str(UTKFACE / "images" / chips[rng.integers(len(chips))].file))
+            source = UTKFACE / "images" / chips[rng.integers(len(chips))].file
+            chip = cv2.imread(str(source))
+            if chip is None:
+                raise FileNotFoundError(f"cannot read {source}")
             side = int(min(cell_w, cell_h) * rng.uniform(0.6, 0.9))
             face = cv2.resize(chip, (side, side), interpolation=cv2.INTER_LINEAR)
             row, col = divmod(int(cell), cols)

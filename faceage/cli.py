@@ -28,7 +28,7 @@ from faceage.progress import ProgressBar
 if TYPE_CHECKING:
     from faceage.estimator import AgeEstimator
     from faceage.results import ImageResult
-    from faceage.spec import ModelSpec
+    from faceage.spec import EnsembleSpec, ModelSpec
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--model",
         default="c3ae",
-        help="registered model name, 'hf-hub:owner/repo[@rev]', or a folder "
+        help="registered model or ensemble name, 'hf-hub:owner/repo[@rev]', or a folder "
         "with model.onnx + faceage.json (default: %(default)s)",
     )
     model.add_argument(
@@ -392,6 +392,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     manifest = load_manifest()
     rows = [_model_row(manifest.models[name]) for name in sorted(manifest.models)]
+    rows += [_ensemble_row(spec) for _, spec in sorted(manifest.ensembles.items())]
     rows += [
         {
             "kind": "detector",
@@ -444,6 +445,25 @@ def _model_row(spec: ModelSpec) -> dict[str, Any]:
         "architecture": spec.architecture,
         "input_size": spec.input_size,
         "crops": spec.num_crops,
+        "metrics": dict(spec.metrics),
+    }
+
+
+def _ensemble_row(spec: EnsembleSpec) -> dict[str, Any]:
+    return {
+        "kind": "ensemble",
+        "name": spec.name,
+        "task": spec.task,
+        "params": spec.params,
+        "size_bytes": sum(m.file.size or 0 for m in spec.members) or None,
+        "mae": find_mae(spec.metrics),
+        "bundled": all(m.file.bundled for m in spec.members),
+        "license": spec.license,
+        "description": spec.description,
+        "architecture": spec.architecture,
+        "input_size": spec.input_size,
+        "crops": spec.num_crops,
+        "members": [m.name for m in spec.members],
         "metrics": dict(spec.metrics),
     }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,14 @@ import numpy as np
 from faceage import hub
 from faceage.alignment import crop_landmarks
 from faceage.detection import Detection, FaceDetector, get_detector
+from faceage.ensemble import EnsembleModel
 from faceage.folders import iter_image_files
 from faceage.images import ColorOrder, ImageInput, describe_input, load_image
 from faceage.inference import AgeModel, AgeOutputs
-from faceage.preprocess import face_crops, to_input_tensor
+from faceage.preprocess import face_crops
 from faceage.results import Face, Gender, ImageResult
 from faceage.runtime import ProviderList
-from faceage.spec import ModelSpec, load_manifest
+from faceage.spec import EnsembleSpec, ModelSpec, load_manifest
 from faceage.user_models import resolve_user_model
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ class AgeEstimator:
     Build one with :meth:`from_pretrained`; it is safe to share between threads.
 
     Args:
-        spec: the model's spec.
-        model_path: its verified ONNX file.
+        spec: the model's (or ensemble's) spec.
+        model_path: its verified ONNX file; for an ensemble, each member's by name.
         detector: ``"retinaface"`` (default), ``"yunet"``, a detector object with
             ``detect(bgr) -> list[Detection]``, or None when every input is already a
             face crop (aligned like :func:`faceage.alignment.align_face` at scale 1).
@@ -64,8 +65,8 @@ class AgeEstimator:
 
     def __init__(
         self,
-        spec: ModelSpec,
-        model_path: str | os.PathLike[str],
+        spec: ModelSpec | EnsembleSpec,
+        model_path: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]],
         *,
         detector: str | FaceDetector | None = "retinaface",
         providers: ProviderList | None = None,
@@ -82,13 +83,29 @@ class AgeEstimator:
         self.spec = spec
         self.max_faces = max_faces
         self.flip = flip
-        self.model = AgeModel(
-            spec,
-            model_path,
-            providers=providers,
-            intra_op_num_threads=intra_op_num_threads,
-            max_batch_size=max_batch_size,
-        )
+        self.model: AgeModel | EnsembleModel
+        if isinstance(spec, EnsembleSpec):
+            if not isinstance(model_path, Mapping):
+                raise TypeError(
+                    f"ensemble {spec.name!r} needs model_path as {{member name: ONNX path}}"
+                )
+            self.model = EnsembleModel(
+                spec,
+                model_path,
+                providers=providers,
+                intra_op_num_threads=intra_op_num_threads,
+                max_batch_size=max_batch_size,
+            )
+        else:
+            if isinstance(model_path, Mapping):
+                raise TypeError(f"model {spec.name!r} needs model_path as one ONNX path")
+            self.model = AgeModel(
+                spec,
+                model_path,
+                providers=providers,
+                intra_op_num_threads=intra_op_num_threads,
+                max_batch_size=max_batch_size,
+            )
         if isinstance(detector, str) or detector is None:
             self.detector: FaceDetector | None = get_detector(
                 detector,
@@ -117,26 +134,33 @@ class AgeEstimator:
         max_batch_size: int = 64,
         detector_options: dict[str, Any] | None = None,
     ) -> AgeEstimator:
-        """Load a registered model, a ``hf-hub:owner/repo[@revision]`` model or a local
-        directory with ``model.onnx`` + ``faceage.json``.
+        """Load a registered model or ensemble, a ``hf-hub:owner/repo[@revision]`` model
+        or a local directory with ``model.onnx`` + ``faceage.json``.
 
         Weights are found in ``weights_dir``, the installed package, the Hugging Face
         cache, or downloaded by pinned revision, and always checked against their sha256.
         See :class:`AgeEstimator` for the other arguments.
         """
+        spec: ModelSpec | EnsembleSpec
+        path: Path | dict[str, Path]
         if name.startswith("hf-hub:") or Path(name).is_dir():
             spec, path = resolve_user_model(
                 name, local_files_only=local_files_only, cache_dir=cache_dir
             )
         else:
-            spec = load_manifest().model(name)
-            path = hub.resolve_weight_file(
-                spec.file,
-                name=name,
-                local_dir=weights_dir,
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-            )
+            spec = load_manifest().estimator_spec(name)
+            files = spec.members if isinstance(spec, EnsembleSpec) else (spec,)
+            paths = {
+                member.name: hub.resolve_weight_file(
+                    member.file,
+                    name=member.name,
+                    local_dir=weights_dir,
+                    cache_dir=cache_dir,
+                    local_files_only=local_files_only,
+                )
+                for member in files
+            }
+            path = paths if isinstance(spec, EnsembleSpec) else paths[spec.name]
         return cls(
             spec,
             path,
@@ -291,10 +315,10 @@ class AgeEstimator:
         return results
 
     def _run(self, crops: np.ndarray) -> AgeOutputs:
-        outputs = self.model.run(to_input_tensor(crops, self.spec))
+        outputs = self.model.run_crops(crops)
         if not self.flip:
             return outputs
-        mirrored = self.model.run(to_input_tensor(crops[:, :, :, ::-1], self.spec))
+        mirrored = self.model.run_crops(np.ascontiguousarray(crops[:, :, :, ::-1]))
         return AgeOutputs(
             age=(outputs.age + mirrored.age) / 2,
             age_std=None

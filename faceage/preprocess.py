@@ -12,10 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from faceage.alignment import context_crops
-from faceage.spec import ModelSpec
+from faceage.spec import EnsembleSpec, ModelSpec
 
 
-def face_crops(image: np.ndarray, landmarks: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
+def face_crops(
+    image: np.ndarray, landmarks: Sequence[np.ndarray], spec: ModelSpec | EnsembleSpec
+) -> np.ndarray:
     """Context crops of every face: uint8 BGR ``(F, K, S, S, 3)``."""
     size = spec.input_size
     if not landmarks:

