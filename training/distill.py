@@ -6,11 +6,17 @@ A config with ``"distill": {"teachers": ["agegendernet"], "weight": 0.5}`` train
 (``faceage/weights/NAME.onnx``) on the un-augmented training crops, each teacher reading
 the crops of its own config. Predictions are cached under ``runs/teachers/``, keyed by
 the file's sha256, so a retrained teacher is predicted afresh.
+
+``NAME@COMMIT`` names the file as it was committed in ``COMMIT`` (read with ``git
+show``): a run that distils from a model it will replace, or one retrained later, then
+replays with the same teacher. ``"from_epoch": E`` distils only from epoch E on (a warm
+restart of a run that was trained on the labels alone).
 """
 
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from typing import Any
 
 import numpy as np
@@ -20,20 +26,40 @@ from training.data import REPO_ROOT
 TEACHER_DIR = REPO_ROOT / "runs" / "teachers"
 
 
-def _teacher_on_train(name: str) -> dict[str, np.ndarray]:
+def teacher_bytes(teacher: str) -> tuple[str, bytes]:
+    """The model name and ONNX bytes of ``NAME`` (the shipped file) or ``NAME@COMMIT``."""
+    from training.export import WEIGHTS_DIR
+
+    name, _, commit = teacher.partition("@")
+    path = WEIGHTS_DIR / f"{name}.onnx"
+    if not commit:
+        return name, path.read_bytes()
+    relative = path.relative_to(REPO_ROOT).as_posix()
+    shown = subprocess.run(
+        ["git", "show", f"{commit}:{relative}"], cwd=REPO_ROOT, capture_output=True, check=False
+    )
+    if shown.returncode != 0:
+        raise ValueError(
+            f"teacher {teacher!r}: git has no {relative} at {commit!r} "
+            f"({shown.stderr.decode(errors='replace').strip()})"
+        )
+    return name, shown.stdout
+
+
+def _teacher_on_train(teacher: str) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
-    from training.export import WEIGHTS_DIR, contract_inputs, run_onnx
+    from training.export import contract_inputs, run_onnx
     from training.train import CachedSplit, load_config
 
-    path = WEIGHTS_DIR / f"{name}.onnx"
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    name, onnx_bytes = teacher_bytes(teacher)
+    digest = hashlib.sha256(onnx_bytes).hexdigest()[:16]
     cached = TEACHER_DIR / f"{name}-{digest}-train.npz"
     if cached.exists():
         return dict(np.load(cached))
     config = load_config(name)
     data = CachedSplit(config, "train")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     ages, genders = run_onnx(session, contract_inputs(data.crops, len(config["crop_scales"])))
     out = {"labels": data.ages, "age": ages}
     if genders is not None:
@@ -61,6 +87,12 @@ def soft_targets(
         np.mean(teacher_ages, axis=0).astype(np.float32),
         np.mean(teacher_genders, axis=0).astype(np.float32) if teacher_genders else None,
     )
+
+
+def distilling(config: dict[str, Any], epoch: int) -> bool:
+    """Whether 0-based ``epoch`` trains on the blended targets."""
+    settings = config.get("distill")
+    return bool(settings) and epoch >= settings.get("from_epoch", 0)
 
 
 def blend(labels: np.ndarray, teacher: np.ndarray | None, weight: float) -> np.ndarray:

@@ -24,6 +24,7 @@ import torch
 
 from training.augment import augment, normalize, to_unit_rgb
 from training.data import REPO_ROOT, SPLITS, cache_dir, cache_meta
+from training.distill import distilling
 from training.models import build_model, count_params, gender_probability
 from training.models.common import AGE_MAX
 
@@ -170,6 +171,7 @@ def train(
 
     train_set, val_set = CachedSplit(config, "train"), CachedSplit(config, "val")
     train_ages, train_genders = train_set.ages, train_set.genders.astype(np.float32)
+    label_ages, label_genders = train_ages, train_genders
     if config.get("distill"):
         from training.distill import blend, soft_targets  # runs the teachers' ONNX files
 
@@ -202,6 +204,9 @@ def train(
         # a run switched to (or from) autocast on resume records the epochs it ran under it
         first, stop = config.get("autocast_bf16_epochs", [0, config["epochs"]])
         autocast = config.get("autocast_bf16", False) and first <= epoch < stop
+        distilled = distilling(config, epoch)
+        epoch_ages = train_ages if distilled else label_ages
+        epoch_genders = train_genders if distilled else label_genders
         started = time.time()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         torch.manual_seed(seed * 100_003 + epoch)  # dropout
@@ -219,8 +224,8 @@ def train(
                 group["lr"] = learning_rate(config, step, total_steps, steps_per_epoch)
             rows = np.sort(order[batch * batch_size : (batch + 1) * batch_size])
             x = augment(train_set.inputs(rows), config.get("augment", {}), generator)
-            ages = torch.from_numpy(train_ages[rows])
-            genders = torch.from_numpy(train_genders[rows])
+            ages = torch.from_numpy(epoch_ages[rows])
+            genders = torch.from_numpy(epoch_genders[rows])
             # bfloat16 autocast: ~1.7x faster convolutions on a CPU with AVX512-BF16;
             # the loss, the optimiser state, validation and export stay float32
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):

@@ -1,3 +1,5 @@
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -42,3 +44,32 @@ def test_blend_mixes_labels_and_teacher_by_weight() -> None:
     np.testing.assert_allclose(distill.blend(labels, teacher, 0.5), [0.2, 0.8])
     np.testing.assert_allclose(distill.blend(labels, teacher, 0.0), labels)
     assert distill.blend(labels, None, 0.5) is labels
+
+
+def test_distilling_starts_at_from_epoch() -> None:
+    assert not distill.distilling({}, 5)
+    config = {"distill": {"teachers": ["a"], "weight": 0.5}}
+    assert distill.distilling(config, 0)
+    config["distill"]["from_epoch"] = 30
+    assert not distill.distilling(config, 29)
+    assert distill.distilling(config, 30)
+
+
+def test_a_teacher_at_a_commit_is_read_from_git() -> None:
+    from training.export import WEIGHTS_DIR
+
+    head_name, head = distill.teacher_bytes("c3ae@HEAD")
+    assert head_name == "c3ae" and head.startswith(b"\x08")  # an ONNX protobuf
+    commits = subprocess.run(
+        ["git", "log", "--format=%H", "--", "faceage/weights/c3ae.onnx"],
+        cwd=distill.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if len(commits) < 2:
+        pytest.skip("needs a checkout with c3ae.onnx committed more than once")
+    _, original = distill.teacher_bytes(f"c3ae@{commits[-1]}")
+    assert original != (WEIGHTS_DIR / "c3ae.onnx").read_bytes()  # c3ae was retrained since
+    with pytest.raises(ValueError, match="no-such-commit"):
+        distill.teacher_bytes("c3ae@no-such-commit")
