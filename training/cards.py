@@ -164,11 +164,16 @@ def _schedule(config: dict[str, Any]) -> list[str]:
 def _distill(config: dict[str, Any]) -> list[str]:
     if not config.get("distill"):
         return []
-    teachers = " and ".join(f"`{name}`" for name in config["distill"]["teachers"])
+    teachers = " and ".join(
+        f"`{name}` as committed in {commit[:10]}" if commit else f"`{name}`"
+        for name, _, commit in (t.partition("@") for t in config["distill"]["teachers"])
+    )
     weight = config["distill"]["weight"]
+    start = config["distill"].get("from_epoch", 0)
+    when = f"From epoch {start + 1} on, the" if start else "The"
     return [
-        f"- Distilled (`training/distill.py`): the targets are {1 - weight:g} x label + "
-        f"{weight:g} x the mean prediction of {teachers} (the shipped ONNX files, on the "
+        f"- Distilled (`training/distill.py`). {when} targets are {1 - weight:g} x label + "
+        f"{weight:g} x the mean prediction of {teachers} (ONNX files, on the "
         "un-augmented training crops), for age and for P(female)."
     ]
 
