@@ -310,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def update_manifest(results: dict[str, Any]) -> None:
     """Record each model's figures as ``metrics.utkface_test_pipeline`` in the manifest."""
+    ensembles = load_manifest().ensembles
     entries = {}
     for name, runs in results["models"].items():
         if "off" not in runs:
@@ -329,6 +330,8 @@ def update_manifest(results: dict[str, Any]) -> None:
         )
         entry["command"] = results["command"]
         entry["machine"] = results["machine"]
+        if name in ensembles:  # its figures hold only for these member files
+            entry["members_sha256"] = {m.name: m.file.sha256 for m in ensembles[name].members}
         entries[name] = entry
     record_metrics("utkface_test_pipeline", entries)
 

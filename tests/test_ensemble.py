@@ -167,3 +167,13 @@ def test_cli_models_lists_the_ensemble() -> None:
     assert rows["ensemble"]["members"] == [
         m.name for m in load_manifest().ensembles["ensemble"].members
     ]
+
+
+def test_the_ensemble_figures_are_for_the_member_files_shipped() -> None:
+    """A retrained member makes the ensemble's measured figures stale: re-run
+    ``python -m benchmarks.accuracy --models all --flip both --update-manifest``."""
+    spec = load_manifest().ensembles["ensemble"]
+    measured = spec.metrics.get("utkface_test_pipeline")
+    if measured is None:
+        pytest.skip("the ensemble has not been measured yet")
+    assert measured["members_sha256"] == {m.name: m.file.sha256 for m in spec.members}
