@@ -27,6 +27,10 @@ def _load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+def _names(names: tuple[str, ...]) -> str:
+    return " and ".join(f"`{n}`" for n in names)
+
+
 def models_table(accuracy: dict[str, Any], speed: dict[str, Any]) -> str:
     manifest = load_manifest()
     lines = [
@@ -72,8 +76,9 @@ def models_table(accuracy: dict[str, Any], speed: dict[str, Any]) -> str:
             + " |"
         )
     notes = [
-        f"`{e.name}` is an ensemble, not one net: {e.architecture} (size and parameters "
-        "are its members' together)."
+        f"`{e.name}` is not one net: its age is the mean of {_names(e.age_from)}"
+        + (f", its gender the mean P(female) of {_names(e.gender_from)}" if e.gender_from else "")
+        + "; size, parameters and speed are its members' together."
         for e in manifest.ensembles.values()
     ]
     if accuracy:
@@ -133,17 +138,25 @@ def quantize_section(quantize: dict[str, Any]) -> str:
         "| model | int8 variant | size | speed-up (geo-mean; min-max) | test MAE | ΔMAE | ships? |",
         "|---|---|---|---|---|---|---|",
     ]
+    models = load_manifest().models
+    stale = [
+        name
+        for name, r in quantize.get("models", {}).items()
+        if name in models
+        and r.get("fp32", {}).get("sha256") not in (None, models[name].file.sha256)
+    ]
     for name, r in quantize.get("models", {}).items():
+        label = f"`{name}` (earlier weights)" if name in stale else f"`{name}`"
         if "error" in r:
-            lines.append(f"| `{name}` | | failed | | | | no |")
+            lines.append(f"| {label} | | failed | | | | no |")
             continue
         for variant, e in r["variants"].items():
             if "error" in e:
-                lines.append(f"| `{name}` | {variant} | failed | | | | no |")
+                lines.append(f"| {label} | {variant} | failed | | | | no |")
                 continue
             ratios = [v for k, v in e["speedup"].items() if k != "geomean"]
             lines.append(
-                f"| `{name}` | {variant} | {e['file_bytes'] / 1024:.0f} KB "
+                f"| {label} | {variant} | {e['file_bytes'] / 1024:.0f} KB "
                 f"(fp32 {r['fp32']['file_bytes'] / 1024:.0f} KB) | "
                 f"{e['speedup']['geomean']:.2f}x; {min(ratios):.2f}-{max(ratios):.2f} | "
                 f"{e['mae']:.2f} | {e['mae_delta']:+.2f} | {_verdict(name, r, variant, e)} |"
@@ -158,6 +171,14 @@ def quantize_section(quantize: dict[str, Any]) -> str:
         f"A variant ships only at >= {quantize['min_speedup']}x and <= "
         f"{quantize['max_mae_loss']} years MAE loss.",
     ]
+    if stale:
+        names = ", ".join(f"`{n}`" for n in stale)
+        lines.append(
+            f"- *Earlier weights*: {names} {'was' if len(stale) == 1 else 'were'} retrained "
+            "after these rows were measured, so "
+            "those rows describe earlier float32 files; re-run `python -m benchmarks.quantize "
+            f"--models {','.join(stale)}` to refresh them."
+        )
     return "\n".join(lines) + "\n"
 
 
