@@ -90,7 +90,7 @@ def models_table(accuracy: dict[str, Any], speed: dict[str, Any]) -> str:
         )
     if speed:
         notes.append(
-            f"Speed: `{speed.get('command')}`; ms/face at batch 1 with 1 thread, faces/s at "
+            f"Speed: {commands(speed)}; ms/face at batch 1 with 1 thread, faces/s at "
             f"batch 64 with 2 threads; {speed.get('machine')}."
         )
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
