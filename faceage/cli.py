@@ -392,7 +392,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     manifest = load_manifest()
     rows = [_model_row(manifest.models[name]) for name in sorted(manifest.models)]
-    rows += [_ensemble_row(spec) for _, spec in sorted(manifest.ensembles.items())]
+    rows += [_model_row(spec) for _, spec in sorted(manifest.ensembles.items())]
     rows += [
         {
             "kind": "detector",
@@ -431,15 +431,18 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _model_row(spec: ModelSpec) -> dict[str, Any]:
-    return {
-        "kind": "model",
+def _model_row(spec: ModelSpec | EnsembleSpec) -> dict[str, Any]:
+    from faceage.spec import EnsembleSpec
+
+    files = [m.file for m in spec.members] if isinstance(spec, EnsembleSpec) else [spec.file]
+    row: dict[str, Any] = {
+        "kind": "ensemble" if isinstance(spec, EnsembleSpec) else "model",
         "name": spec.name,
         "task": spec.task,
         "params": spec.params,
-        "size_bytes": spec.file.size,
+        "size_bytes": sum(f.size or 0 for f in files) or None,
         "mae": find_mae(spec.metrics),
-        "bundled": spec.file.bundled,
+        "bundled": all(f.bundled for f in files),
         "license": spec.license,
         "description": spec.description,
         "architecture": spec.architecture,
@@ -447,25 +450,9 @@ def _model_row(spec: ModelSpec) -> dict[str, Any]:
         "crops": spec.num_crops,
         "metrics": dict(spec.metrics),
     }
-
-
-def _ensemble_row(spec: EnsembleSpec) -> dict[str, Any]:
-    return {
-        "kind": "ensemble",
-        "name": spec.name,
-        "task": spec.task,
-        "params": spec.params,
-        "size_bytes": sum(m.file.size or 0 for m in spec.members) or None,
-        "mae": find_mae(spec.metrics),
-        "bundled": all(m.file.bundled for m in spec.members),
-        "license": spec.license,
-        "description": spec.description,
-        "architecture": spec.architecture,
-        "input_size": spec.input_size,
-        "crops": spec.num_crops,
-        "members": [m.name for m in spec.members],
-        "metrics": dict(spec.metrics),
-    }
+    if isinstance(spec, EnsembleSpec):
+        row["members"] = [m.name for m in spec.members]
+    return row
 
 
 def find_mae(metrics: Mapping[str, Any]) -> float | None:
