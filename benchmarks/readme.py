@@ -12,6 +12,7 @@ block also gets a "Side by side with a peer" and a "Quantized variants" table.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -212,7 +213,16 @@ def detector_section(results_dir: Path) -> str:
     return "\n### Detectors and the whole pipeline\n\nDetectors, ms per image:" + parts[1]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Rewrite README.md's models block from benchmarks/results/ and the manifest."
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when README.md's block differs from what the results give",
+    )
+    args = parser.parse_args(argv)
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
     if START not in text or END not in text:
@@ -228,7 +238,14 @@ def main() -> int:
     if quantize:
         table += "\n" + quantize_section(quantize)
     pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
-    readme.write_text(pattern.sub(lambda _: f"{START}\n{table}{END}", text), encoding="utf-8")
+    updated = pattern.sub(lambda _: f"{START}\n{table}{END}", text)
+    if args.check:
+        if updated != text:
+            print("README.md's models block is stale: run python -m benchmarks.readme")
+            return 1
+        print("README.md's models block matches benchmarks/results/")
+        return 0
+    readme.write_text(updated, encoding="utf-8")
     print(table)
     return 0
 
