@@ -360,8 +360,17 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ship(results: dict[str, Any], manifest_path: Path, weights_dir: Path) -> list[str]:
+def ship(
+    results: dict[str, Any],
+    manifest_path: Path,
+    weights_dir: Path,
+    names: Sequence[str] | None = None,
+) -> list[str]:
     """Bundle each qualifying variant as ``NAME-int8`` (file + manifest entry).
+
+    Only ``names`` (default: every model in ``results``) are acted on: a run over part of
+    the zoo keeps the other models' figures in ``results`` but has no int8 files of its
+    own for them, and leaves their shipped variants as they are.
 
     The entry copies ``NAME``'s, with the int8 file, the measured figures and
     ``quantized_from`` (the float32 file's sha256, so a retrained ``NAME`` shows up as a
@@ -372,6 +381,8 @@ def ship(results: dict[str, Any], manifest_path: Path, weights_dir: Path) -> lis
     models = data["models"]
     shipped = []
     for name, report in results["models"].items():
+        if names is not None and name not in names:
+            continue
         int8_name = f"{name}-int8"
         target = weights_dir / f"{int8_name}.onnx"
         variant = report.get("qualifying_variant")
@@ -482,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "error": str(exc).splitlines()[0][:300],
             }
             log(f"{name}: failed: {results['models'][name]['error']}")
+    measured = list(results["models"])
     suffix = "" if args.limit is None else f"_{args.limit}"
     previous = args.out / f"quantize{suffix}.json"
     if args.models != "all" and previous.exists():
@@ -492,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / f"quantize{suffix}.md").write_text(markdown(results), encoding="utf-8")
     print(markdown(results))
     if args.ship and args.limit is None:
-        shipped = ship(results, MANIFEST, ROOT / "faceage" / "weights")
+        shipped = ship(results, MANIFEST, ROOT / "faceage" / "weights", measured)
         log(f"shipped: {', '.join(shipped) or 'none'}")
     return 0
 

@@ -1,0 +1,52 @@
+"""``benchmarks.quantize.ship`` acts only on the models a run measured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+quantize = pytest.importorskip("benchmarks.quantize")  # needs onnx and onnxruntime.quantization
+
+
+def _manifest(path: Path) -> dict[str, object]:
+    data = {
+        "models": {
+            "kept": {"file": {"filename": "kept.onnx", "sha256": "0" * 64, "size": 1}},
+            "kept-int8": {"file": {"filename": "kept-int8.onnx", "sha256": "1" * 64, "size": 1}},
+            "dropped": {"file": {"filename": "dropped.onnx", "sha256": "2" * 64, "size": 1}},
+            "dropped-int8": {
+                "file": {"filename": "dropped-int8.onnx", "sha256": "3" * 64, "size": 1}
+            },
+        }
+    }
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return data
+
+
+def test_a_part_run_leaves_the_other_models_int8_files_alone(tmp_path: Path) -> None:
+    manifest = tmp_path / "weights_manifest.json"
+    _manifest(manifest)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "kept-int8.onnx").write_bytes(b"int8")
+    (weights / "dropped-int8.onnx").write_bytes(b"int8")
+    results = {
+        "command": "python -m benchmarks.quantize --models dropped --ship",
+        "machine": "test",
+        "models": {
+            # kept from an earlier run: qualifies, but its int8 file is not on this machine
+            "kept": {"qualifying_variant": "qdq", "int8_file": "not/here/kept-int8.onnx"},
+            # measured now: no longer qualifies
+            "dropped": {"qualifying_variant": None},
+        },
+    }
+
+    assert quantize.ship(results, manifest, weights, ["dropped"]) == []
+
+    models = json.loads(manifest.read_text(encoding="utf-8"))["models"]
+    assert "kept-int8" in models and (weights / "kept-int8.onnx").exists()
+    assert "dropped-int8" not in models and not (weights / "dropped-int8.onnx").exists()
+    with pytest.raises(FileNotFoundError, match="kept-int8"):  # every model: the old crash
+        quantize.ship(results, manifest, weights)
