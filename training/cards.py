@@ -67,10 +67,11 @@ CHOICES: dict[str, str] = {
   parameters against the paper's 75.7K; we pool to 2x2 instead (79.0K), the one
   change that lands within 10% of the published count.
 - Left end-points start at i * 116 / 30 and i * 116 / 900 and are trained. Loss: MAE.
-- 20 epochs, the most that fit one session on two CPU cores (~5 min each at 2 threads
-  under bfloat16). The net is undertrained: train loss and val MAE were still falling
-  at the last epoch (val 6.34, 6.27, 6.29, 6.22, 6.20 over epochs 16-20), where the
-  smaller sephsrnet-tiny, at 30 epochs, reached 5.74.""",
+- 20 epochs (~5 min each at 2 threads under bfloat16), then 5 more on the stretched
+  cosine (`schedule_epochs` [20, 25]), all that fit one session on two CPU cores. Val
+  was still falling at epoch 20 (6.34, 6.27, 6.29, 6.22, 6.20 over epochs 16-20); the
+  5 more gave 6.09 at epoch 21, then 6.11-6.23. Still undertrained: the smaller
+  sephsrnet-tiny, at 30 epochs, reached 5.74.""",
     "sephsrnet-tiny": """\
 - SepHSR(30,10) as in Tables 2-4 with 4x4 adaptive pooling in both stages (12.9K
   parameters against the paper's 13.1K).
