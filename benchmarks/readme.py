@@ -125,9 +125,13 @@ def peer_section(peer: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _verdict(name: str, report: dict[str, Any], variant: str, entry: dict[str, Any]) -> str:
+def _verdict(
+    name: str, report: dict[str, Any], variant: str, entry: dict[str, Any], shipped: bool
+) -> str:
+    """``shipped``: the manifest holds ``NAME-int8`` (a qualifying variant is only
+    measured until ``benchmarks.quantize --ship`` registers it)."""
     if variant == report.get("qualifying_variant"):
-        return f"**ships** (`{name}-int8`)"
+        return f"**ships** (`{name}-int8`)" if shipped else "qualifies (not shipped)"
     return "qualifies (a faster one ships)" if entry["qualifies"] else "no"
 
 
@@ -148,6 +152,7 @@ def quantize_section(quantize: dict[str, Any]) -> str:
     ]
     for name, r in quantize.get("models", {}).items():
         label = f"`{name}` (earlier weights)" if name in stale else f"`{name}`"
+        shipped = f"{name}-int8" in models
         if "error" in r:
             lines.append(f"| {label} | | failed | | | | no |")
             continue
@@ -160,7 +165,8 @@ def quantize_section(quantize: dict[str, Any]) -> str:
                 f"| {label} | {variant} | {e['file_bytes'] / 1024:.0f} KB "
                 f"(fp32 {r['fp32']['file_bytes'] / 1024:.0f} KB) | "
                 f"{e['speedup']['geomean']:.2f}x; {min(ratios):.2f}-{max(ratios):.2f} | "
-                f"{e['mae']:.2f} | {e['mae_delta']:+.2f} | {_verdict(name, r, variant, e)} |"
+                f"{e['mae']:.2f} | {e['mae_delta']:+.2f} | "
+                f"{_verdict(name, r, variant, e, shipped)} |"
             )
     lines += [
         "",

@@ -25,3 +25,43 @@ def test_check_reports_a_stale_block(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setattr(readme, "ROOT", tmp_path)
     assert readme.main(["--check"]) == 1
     assert (tmp_path / "README.md").read_text(encoding="utf-8") == stale  # --check writes nothing
+
+
+def _quantize_report(name: str) -> dict:
+    variant = {
+        "file_bytes": 40_000,
+        "speedup": {"geomean": 1.4, "b1_t1": 1.3, "b64_t2": 1.5},
+        "mae": 5.01,
+        "mae_delta": 0.01,
+        "qualifies": True,
+    }
+    return {
+        "machine": "test machine",
+        "onnxruntime": "1.0",
+        "calibration_images": 10,
+        "images": 10,
+        "min_speedup": 1.3,
+        "max_mae_loss": 0.1,
+        "command": f"python -m benchmarks.quantize --models {name}",
+        "models": {
+            name: {
+                "fp32": {"file_bytes": 160_000, "sha256": None},
+                "variants": {"qdq": variant},
+                "qualifying_variant": "qdq",
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize(("name", "shipped"), [("hsrnet", True), ("c3ae", False)])
+def test_a_qualifying_variant_ships_only_when_the_manifest_holds_it(
+    name: str, shipped: bool
+) -> None:
+    registered = f"{name}-int8" in readme.load_manifest().models
+    assert registered is shipped  # hsrnet-int8 is in the manifest, c3ae-int8 is not
+    row = next(
+        line
+        for line in readme.quantize_section(_quantize_report(name)).splitlines()
+        if "| qdq |" in line
+    )
+    assert row.endswith("**ships** (`hsrnet-int8`) |" if shipped else "qualifies (not shipped) |")

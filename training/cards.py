@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,38 @@ def _pipeline_section(name: str) -> list[str]:
     ]
 
 
+def _committed_json(path: str, commit: str) -> dict[str, Any]:
+    shown = subprocess.run(
+        ["git", "show", f"{commit}:{path}"], cwd=REPO_ROOT, capture_output=True, check=True
+    )
+    return json.loads(shown.stdout)
+
+
+def _warm_start(spec: str) -> str:
+    name, _, commit = spec.partition("@")
+    if not commit:
+        return f"started from the weights of `faceage/weights/{name}.onnx`"
+    stage = _committed_json(f"training/results/{name}.json", commit)
+    stage_config = stage["config"]
+    earlier = (
+        f", itself a warm restart from `{stage_config['init_from_onnx']}`"
+        if stage_config.get("init_from_onnx")
+        else ""
+    )
+    return (
+        f"a warm restart from `faceage/weights/{name}.onnx` as committed in {commit[:10]} "
+        f"(`training/warm_start.py`: BatchNorms the exporter folded are re-fitted on 2,048 "
+        f"training faces, same function): that run trained {stage['epochs']} epochs "
+        f"(peak lr {stage_config['lr']:g}, config `training/configs/{name}.json` of that "
+        f"commit{earlier}), best val MAE {_fmt(stage['metrics']['val'].get('mae'))}, "
+        f"test {_fmt(stage['metrics']['test'].get('mae'))} on the cached crops; this "
+        f"config continues it on a fresh cosine schedule"
+    )
+
+
 def _start(config: dict[str, Any]) -> str:
+    if config.get("init_from_onnx"):
+        return _warm_start(config["init_from_onnx"])
     if not config.get("init_from"):
         return "from scratch (no pre-training)"
     stage = json.loads((RESULTS_DIR / f"{config['init_from']}.json").read_text())

@@ -74,6 +74,21 @@ def build_graph(name: str, config: dict[str, Any]) -> tuple[ExportGraph, int]:
     return graph.eval(), count_params(model)
 
 
+def to_onnx(graph: torch.nn.Module, dummy: torch.Tensor, path: Any, output_names: list[str]):
+    """The export call itself (TorchScript exporter: BatchNorm folded into the convolutions)."""
+    torch.onnx.export(
+        graph,
+        (dummy,),
+        path,
+        dynamo=False,
+        opset_version=OPSET,
+        input_names=["input"],
+        output_names=output_names,
+        dynamic_axes={n: {0: "batch"} for n in ["input", *output_names]},
+        do_constant_folding=True,
+    )
+
+
 def run_onnx(session: ort.InferenceSession, x: np.ndarray, batch: int = 256):
     names = [o.name for o in session.get_outputs()]
     outs = [session.run(None, {"input": x[i : i + batch]}) for i in range(0, len(x), batch)]
@@ -93,17 +108,7 @@ def export(name: str) -> dict[str, Any]:
     path = WEIGHTS_DIR / f"{name}.onnx"
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     dummy = torch.from_numpy(parity_x[:2])
-    torch.onnx.export(
-        graph,
-        (dummy,),
-        str(path),
-        dynamo=False,
-        opset_version=OPSET,
-        input_names=["input"],
-        output_names=output_names,
-        dynamic_axes={n: {0: "batch"} for n in ["input", *output_names]},
-        do_constant_folding=True,
-    )
+    to_onnx(graph, dummy, str(path), output_names)
     model_proto = onnx.load(str(path))
     weights_dtype = config.get("export", {}).get("weights_dtype", "float32")
     if weights_dtype == "float16":

@@ -185,6 +185,17 @@ def train(
         start = torch.load(RUNS_DIR / config["init_from"] / "best.pt", weights_only=False)
         model.load_state_dict(start["model"])
         print(f"{name}: initialised from {config['init_from']} epoch {start['epoch']}", flush=True)
+    if config.get("init_from_onnx") and (fresh or not (run_dir / "last.pt").exists()):
+        # a warm restart from a committed ONNX file: checkpoints do not outlive the machine
+        from training.warm_start import warm_start
+
+        worst = warm_start(
+            model,
+            config["init_from_onnx"],
+            lambda rows: normalize(train_set.inputs(np.sort(rows))),
+            len(train_set),
+        )
+        print(f"{name}: initialised from {config['init_from_onnx']} ({worst:.4f} y)", flush=True)
     if config.get("channels_last", True):  # 1.5-2.5x faster convolutions on CPU
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(config, model)

@@ -1,0 +1,236 @@
+"""Start a training run from a shipped ONNX file: warm restarts that outlive the machine.
+
+Checkpoints (``runs/``) are not committed, so a run cannot be continued in a later
+session from ``last.pt``; the exported ONNX file is committed. A config with
+``"init_from_onnx": "hsrnet@b86e3aa"`` (or a bare ``"hsrnet"``: the file in the working
+tree) loads that file's weights into the PyTorch model before the first epoch.
+
+The exporter folds each BatchNorm into the convolution before it, so those weights come
+back as ``W' = W * gamma / sigma`` and a bias ``b'``, and the BatchNorm's own parameters
+are gone. The net computes the same function in eval mode whatever BatchNorm holds, as
+long as ``BN(z) = z + b'`` for ``z = W' * x``; ``unfold_batchnorm`` picks the BatchNorm
+that does so and also normalises like a trained one in train mode: running mean ``mu`` and
+variance ``var`` of ``z`` measured over training batches, ``weight = sqrt(var + eps)``,
+``bias = mu + b'``. Everything else is matched by name. The caller checks parity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from training.models.common import AGE_MAX
+from training.onnx_weights import restore_float32_weights
+
+#: the attribute under which ``ExportGraph`` holds the age network
+PREFIX = "age_model."
+#: how far the loaded model may be from the file (years), as at export
+MAX_AGE_DIFF = 0.01
+
+
+def execution_order(model: nn.Module, x: torch.Tensor) -> list[nn.Module]:
+    """Leaf modules in the order one forward pass first calls them."""
+    order: list[nn.Module] = []
+    seen: set[int] = set()
+
+    def record(module: nn.Module, _inputs: object, _output: object) -> None:
+        if id(module) not in seen:
+            seen.add(id(module))
+            order.append(module)
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_pre_hook(lambda m, i: record(m, i, None)) for m in leaves]
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
+
+
+def onnx_tensors(
+    data: bytes,
+) -> tuple[dict[str, np.ndarray], list[tuple[str, str | None]], list[str]]:
+    """Initializers by name; the (weight, bias) names of every Conv node in graph order;
+    the weights that MatMul nodes read (bias-free linear layers), in graph order."""
+    proto = onnx.load_from_string(data)
+    restore_float32_weights(proto)
+    tensors = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    convs, matmuls, seen = [], [], set()
+    for node in proto.graph.node:
+        if node.op_type == "Conv" and node.input[1] not in seen:
+            seen.add(node.input[1])
+            convs.append((node.input[1], node.input[2] if len(node.input) > 2 else None))
+        if node.op_type == "MatMul" and node.input[1] in tensors and node.input[1] not in seen:
+            seen.add(node.input[1])
+            matmuls.append(node.input[1])
+    return tensors, convs, matmuls
+
+
+def load_onnx_weights(
+    model: nn.Module, data: bytes, example: torch.Tensor
+) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None, torch.Tensor]]:
+    """Copy the ONNX file's weights into ``model``.
+
+    Returns the convolutions that came back folded, each with the BatchNorm it absorbed and
+    the folded bias: give them to :func:`unfold_batchnorm` (until then each BatchNorm is the
+    identity shift by that bias, exact in eval mode only).
+    """
+    tensors, convs, matmuls = onnx_tensors(data)
+    state = model.state_dict()
+    loaded: dict[str, torch.Tensor] = {}
+    for key in state:
+        if PREFIX + key in tensors:
+            loaded[key] = torch.from_numpy(tensors[PREFIX + key].copy())
+    order = execution_order(model, example)
+    names = {id(m): n for n, m in model.named_modules()}
+    pending = [
+        m for m in order if isinstance(m, nn.Conv2d) and f"{names[id(m)]}.weight" not in loaded
+    ]
+    folded_convs = [(w, b) for w, b in convs if not w.startswith(PREFIX)]
+    if len(pending) != len(folded_convs):
+        raise ValueError(
+            f"{len(pending)} convolutions lack weights but the ONNX file has "
+            f"{len(folded_convs)} folded ones: not this architecture's export"
+        )
+    folded = []
+    for conv, (weight_name, bias_name) in zip(pending, folded_convs, strict=True):
+        weight = torch.from_numpy(tensors[weight_name].copy())
+        if weight.shape != conv.weight.shape:
+            raise ValueError(
+                f"{names[id(conv)]}: ONNX weight {weight_name} has shape {tuple(weight.shape)}, "
+                f"the model {tuple(conv.weight.shape)}"
+            )
+        bias = (
+            torch.from_numpy(tensors[bias_name].copy())
+            if bias_name is not None
+            else torch.zeros(weight.shape[0])
+        )
+        after = order[order.index(conv) + 1] if order.index(conv) + 1 < len(order) else None
+        norm = after if isinstance(after, nn.BatchNorm2d) else None
+        prefix = names[id(conv)]
+        loaded[f"{prefix}.weight"] = weight
+        if norm is None:  # a convolution renamed but not folded
+            if conv.bias is None:
+                raise ValueError(f"{prefix}: ONNX gives a bias, the model has none")
+            loaded[f"{prefix}.bias"] = bias
+        else:
+            if conv.bias is not None:
+                loaded[f"{prefix}.bias"] = torch.zeros_like(bias)
+            bn = names[id(norm)]
+            loaded[f"{bn}.running_mean"] = torch.zeros_like(bias)
+            loaded[f"{bn}.running_var"] = torch.full_like(bias, 1.0 - norm.eps)
+            loaded[f"{bn}.weight"] = torch.ones_like(bias)
+            loaded[f"{bn}.bias"] = bias
+        folded.append((conv, norm, bias))
+    linears = [
+        m for m in order if isinstance(m, nn.Linear) and f"{names[id(m)]}.weight" not in loaded
+    ]
+    renamed = [w for w in matmuls if not w.startswith(PREFIX)]
+    if len(linears) != len(renamed):
+        raise ValueError(
+            f"{len(linears)} linear layers lack weights but the ONNX file has "
+            f"{len(renamed)} unnamed MatMul weights: not this architecture's export"
+        )
+    for linear, weight_name in zip(linears, renamed, strict=True):
+        weight = torch.from_numpy(tensors[weight_name].T.copy())  # MatMul reads W^T
+        if weight.shape != linear.weight.shape or linear.bias is not None:
+            raise ValueError(f"{names[id(linear)]}: ONNX MatMul weight {weight_name} does not fit")
+        loaded[f"{names[id(linear)]}.weight"] = weight
+    missing = [k for k in state if k not in loaded and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(f"the ONNX file holds no weights for {', '.join(missing)}")
+    model.load_state_dict(loaded, strict=False)
+    return folded
+
+
+def unfold_batchnorm(
+    model: nn.Module,
+    folded: list[tuple[nn.Conv2d, nn.BatchNorm2d | None, torch.Tensor]],
+    batches: Iterable[torch.Tensor],
+) -> None:
+    """Give each absorbed BatchNorm the statistics of its convolution's output over
+    ``batches`` (normalised model inputs), keeping the eval-mode function unchanged."""
+    pairs = [(conv, norm, bias) for conv, norm, bias in folded if norm is not None]
+    sums = {id(conv): [0.0, 0.0, 0] for conv, _, _ in pairs}
+
+    def accumulate(conv: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        z = output.detach()
+        total = sums[id(conv)]
+        total[0] = total[0] + z.sum(dim=(0, 2, 3), dtype=torch.float64)
+        total[1] = total[1] + (z * z).sum(dim=(0, 2, 3), dtype=torch.float64)
+        total[2] += z.numel() // z.shape[1]
+
+    handles = [conv.register_forward_hook(accumulate) for conv, _, _ in pairs]
+    try:
+        with torch.no_grad():
+            model.eval()
+            for x in batches:
+                model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for conv, norm, bias in pairs:
+        assert norm is not None
+        total, square, count = sums[id(conv)]
+        if count == 0:
+            raise ValueError("no calibration batches reached the convolutions")
+        mean = total / count
+        var = (square / count - mean * mean).clamp_min(0.0)
+        scale = torch.sqrt(var + norm.eps)
+        with torch.no_grad():
+            norm.running_mean.copy_(mean.float())
+            norm.running_var.copy_(var.float())
+            norm.weight.copy_(scale.float())
+            norm.bias.copy_((mean + bias.double()).float())
+
+
+def onnx_bytes_of(spec: str) -> bytes:
+    """The file ``NAME`` or ``NAME@COMMIT`` names (see ``training.distill``)."""
+    from training.distill import teacher_bytes
+
+    return teacher_bytes(spec)[1]
+
+
+def warm_start(
+    model: nn.Module,
+    spec: str,
+    inputs: Callable[[np.ndarray], torch.Tensor],
+    total: int,
+    rows: int = 2048,
+) -> float:
+    """Load ``spec``'s ONNX weights into ``model`` and fit its BatchNorms on ``rows``
+    training faces spread evenly over the ``total`` (the cache is ordered by file name,
+    so by age); ``inputs(indices)`` gives normalised model inputs. Returns the
+    largest |age difference| between the model and onnxruntime on those faces; over
+    0.01 years is an error."""
+    import onnxruntime as ort
+
+    data = onnx_bytes_of(spec)
+    indices = np.unique(np.linspace(0, total - 1, min(rows, total)).astype(np.int64))
+    example = inputs(indices[:2])
+    folded = load_onnx_weights(model, data, example)
+    batches = [inputs(indices[i : i + 256]) for i in range(0, len(indices), 256)]
+    unfold_batchnorm(model, folded, batches)
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    rank = len(session.get_inputs()[0].shape)  # single-crop files take (N, 3, S, S)
+    model.eval()
+    worst = 0.0
+    with torch.no_grad():
+        for x in batches[:2]:
+            fed = x[:, 0] if x.dim() == 5 and rank == 4 else x
+            reference = session.run(["age"], {"input": fed.numpy()})[0]
+            age = model(x)["age"].clamp(0.0, AGE_MAX).numpy()
+            worst = max(worst, float(np.abs(age - reference).max()))
+    if worst > MAX_AGE_DIFF:
+        raise ValueError(
+            f"weights loaded from {spec} give ages up to {worst:.4f} years from its ONNX file "
+            f"(allowed {MAX_AGE_DIFF}): the mapping onto the model is wrong"
+        )
+    return worst
