@@ -60,7 +60,12 @@ CHOICES: dict[str, str] = {
 - Convolutions before BN have no bias (BN's shift replaces it).
 - Left end-points start at i * 116 / 15 (stage H) and i * 116 / 225 (stage L) and are
   trained (the paper's dynamic range). Loss: MAE.
-- 53.6K parameters by the tables' layer list; the paper reports 50.2K.""",
+- 53.6K parameters by the tables' layer list; the paper reports 50.2K.
+- Two runs: 24 epochs from scratch at peak lr 3e-3 (val 5.71; test 5.89 through the
+  pipeline), then a warm restart from that run's ONNX file for 36 epochs at peak lr
+  1e-3. Val first rose (5.8-6.6 while the lr was near its peak), then fell to 5.32 at
+  epoch 31 while the training loss went from 5.71 to 4.94: the first run was
+  undertrained, not at the capacity of the net.""",
     "sephsrnet": """\
 - SepHSR(90,30) as in Tables 2-4: a 3x3 conv, then five depthwise 3x3 + pointwise 1x1
   + BN + ReLU layers, avg-pool after every second layer; shared by the three crops.
@@ -68,11 +73,12 @@ CHOICES: dict[str, str] = {
   parameters against the paper's 75.7K; we pool to 2x2 instead (79.0K), the one
   change that lands within 10% of the published count.
 - Left end-points start at i * 116 / 30 and i * 116 / 900 and are trained. Loss: MAE.
-- 20 epochs (~5 min each at 2 threads under bfloat16), then 5 more on the stretched
-  cosine (`schedule_epochs` [20, 25]), all that fit one session on two CPU cores. Val
-  was still falling at epoch 20 (6.34, 6.27, 6.29, 6.22, 6.20 over epochs 16-20); the
-  5 more gave 6.09 at epoch 21, then 6.11-6.23. Still undertrained: the smaller
-  sephsrnet-tiny, at 30 epochs, reached 5.74.""",
+- Two sessions' runs. First 20 epochs from scratch at peak lr 3e-3 (~5 min each at 2
+  threads under bfloat16), then 5 more on the stretched cosine (`schedule_epochs`
+  [20, 25]): val 6.09, test 6.17 through the pipeline, 8.6 years off on 0-2 year olds.
+  Then a warm restart from that run's ONNX file for 14 epochs at peak lr 1e-3 (~8 min
+  each at 1 thread, sharing the CPU with another run): val went up to 6.0-6.6 while the
+  lr was high, then to 5.81 at epoch 12; the training loss fell from 6.10 to 5.44.""",
     "sephsrnet-tiny": """\
 - SepHSR(30,10) as in Tables 2-4 with 4x4 adaptive pooling in both stages (12.9K
   parameters against the paper's 13.1K).
