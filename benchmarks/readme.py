@@ -132,7 +132,9 @@ def _verdict(
     measured until ``benchmarks.quantize --ship`` registers it)."""
     if variant == report.get("qualifying_variant"):
         return f"**ships** (`{name}-int8`)" if shipped else "qualifies (not shipped)"
-    return "qualifies (a faster one ships)" if entry["qualifies"] else "no"
+    if not entry["qualifies"]:
+        return "no"
+    return "qualifies (a faster one ships)" if shipped else "qualifies (not shipped)"
 
 
 def quantize_section(quantize: dict[str, Any]) -> str:
