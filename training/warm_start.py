@@ -117,9 +117,10 @@ def load_onnx_weights(
         prefix = names[id(conv)]
         loaded[f"{prefix}.weight"] = weight
         if norm is None:  # a convolution renamed but not folded
-            if conv.bias is None:
+            if conv.bias is None and bias_name is not None:
                 raise ValueError(f"{prefix}: ONNX gives a bias, the model has none")
-            loaded[f"{prefix}.bias"] = bias
+            if conv.bias is not None:
+                loaded[f"{prefix}.bias"] = bias
         else:
             if conv.bias is not None:
                 loaded[f"{prefix}.bias"] = torch.zeros_like(bias)
