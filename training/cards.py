@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from training.data import REPO_ROOT
+from training.data import REPO_ROOT, committed_file
 from training.models import ARCHITECTURES
 from training.train import RESULTS_DIR, load_config, train_command
+from training.warm_start import CALIBRATION_FACES
 
 CARDS_DIR = Path(__file__).resolve().parent / "cards"
 
@@ -140,18 +140,11 @@ def _pipeline_section(name: str) -> list[str]:
     ]
 
 
-def _committed_json(path: str, commit: str) -> dict[str, Any]:
-    shown = subprocess.run(
-        ["git", "show", f"{commit}:{path}"], cwd=REPO_ROOT, capture_output=True, check=True
-    )
-    return json.loads(shown.stdout)
-
-
 def _warm_start(spec: str) -> str:
     name, _, commit = spec.partition("@")
     if not commit:
         return f"started from the weights of `faceage/weights/{name}.onnx`"
-    stage = _committed_json(f"training/results/{name}.json", commit)
+    stage = json.loads(committed_file(f"training/results/{name}.json", commit))
     stage_config = stage["config"]
     earlier = (
         f", itself a warm restart from `{stage_config['init_from_onnx']}`"
@@ -160,8 +153,9 @@ def _warm_start(spec: str) -> str:
     )
     return (
         f"a warm restart from `faceage/weights/{name}.onnx` as committed in {commit[:10]} "
-        f"(`training/warm_start.py`: BatchNorms the exporter folded are re-fitted on 2,048 "
-        f"training faces, same function): that run trained {stage['epochs']} epochs "
+        f"(`training/warm_start.py`: BatchNorms the exporter folded are re-fitted on "
+        f"{CALIBRATION_FACES:,} training faces, same function): that run trained "
+        f"{stage['epochs']} epochs "
         f"(peak lr {stage_config['lr']:g}, config `training/configs/{name}.json` of that "
         f"commit{earlier}), best val MAE {_fmt(stage['metrics']['val'].get('mae'))}, "
         f"test {_fmt(stage['metrics']['test'].get('mae'))} on the cached crops; this "

@@ -16,12 +16,11 @@ restart of a run that was trained on the labels alone).
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from typing import Any
 
 import numpy as np
 
-from training.data import REPO_ROOT
+from training.data import REPO_ROOT, committed_file
 
 TEACHER_DIR = REPO_ROOT / "runs" / "teachers"
 
@@ -34,16 +33,10 @@ def teacher_bytes(teacher: str) -> tuple[str, bytes]:
     path = WEIGHTS_DIR / f"{name}.onnx"
     if not commit:
         return name, path.read_bytes()
-    relative = path.relative_to(REPO_ROOT).as_posix()
-    shown = subprocess.run(
-        ["git", "show", f"{commit}:{relative}"], cwd=REPO_ROOT, capture_output=True, check=False
-    )
-    if shown.returncode != 0:
-        raise ValueError(
-            f"teacher {teacher!r}: git has no {relative} at {commit!r} "
-            f"({shown.stderr.decode(errors='replace').strip()})"
-        )
-    return name, shown.stdout
+    try:
+        return name, committed_file(path.relative_to(REPO_ROOT).as_posix(), commit)
+    except ValueError as exc:
+        raise ValueError(f"teacher {teacher!r}: {exc}") from None
 
 
 def _teacher_on_train(teacher: str) -> dict[str, np.ndarray]:
