@@ -49,3 +49,29 @@ def test_a_part_run_leaves_the_other_models_int8_files_alone(tmp_path: Path) -> 
     assert "dropped-int8" not in models and not (weights / "dropped-int8.onnx").exists()
     with pytest.raises(FileNotFoundError, match="kept-int8"):  # every model: the old crash
         quantize.ship(results, manifest, weights)
+
+
+def _variant(speedup: float, val_mae: float, qualifies: bool = True) -> dict:
+    return {"speedup": {"geomean": speedup}, "val_mae": val_mae, "qualifies": qualifies}
+
+
+def test_the_fastest_qualifying_variant_is_chosen() -> None:
+    variants = {
+        "dynamic": _variant(3.0, 4.0, qualifies=False),  # fastest, but it does not qualify
+        "qdq": _variant(1.5, 5.0),
+        "qoperator": _variant(2.0, 5.05),
+    }
+    assert quantize.choose_variant(variants) == "qoperator"
+
+
+def test_a_speed_tie_goes_to_the_lower_val_mae() -> None:
+    # sephsrnet's case: 1.34x vs 1.35x is noise, 0.07 years is not
+    variants = {"qdq": _variant(1.34, 5.81), "qoperator": _variant(1.35, 5.88)}
+    assert quantize.choose_variant(variants) == "qdq"
+    variants["qdq"] = _variant(1.20, 5.81)  # no longer a tie: the faster one wins
+    assert quantize.choose_variant(variants) == "qoperator"
+
+
+def test_nothing_is_chosen_when_nothing_qualifies() -> None:
+    assert quantize.choose_variant({"qdq": _variant(1.1, 5.0, qualifies=False)}) is None
+    assert quantize.choose_variant({}) is None
