@@ -140,27 +140,35 @@ def _pipeline_section(name: str) -> list[str]:
     ]
 
 
-def _warm_start(spec: str) -> str:
+def _warm_start(spec: str, *, outer: bool = True) -> str:
     name, _, commit = spec.partition("@")
     if not commit:
         return f"started from the weights of `faceage/weights/{name}.onnx`"
     stage = json.loads(committed_file(f"training/results/{name}.json", commit))
     stage_config = stage["config"]
+    # how that run began, so a chain of restarts reads back to its first run
     earlier = (
-        f", itself a warm restart from `{stage_config['init_from_onnx']}`"
+        _warm_start(stage_config["init_from_onnx"], outer=False)
         if stage_config.get("init_from_onnx")
-        else ""
+        else _start(stage_config)
     )
-    return (
-        f"a warm restart from `faceage/weights/{name}.onnx` as committed in {commit[:10]} "
-        f"(`training/warm_start.py`: BatchNorms the exporter folded are re-fitted on "
-        f"{CALIBRATION_FACES:,} training faces, same function): that run trained "
-        f"{stage['epochs']} epochs "
-        f"(peak lr {stage_config['lr']:g}, config `training/configs/{name}.json` of that "
-        f"commit{earlier}), best val MAE {_fmt(stage['metrics']['val'].get('mae'))}, "
-        f"test {_fmt(stage['metrics']['test'].get('mae'))} on the cached crops; this "
-        f"config continues it on a fresh cosine schedule"
+    if earlier.startswith("from scratch"):
+        earlier = f"trained {earlier}"
+    text = (
+        f"a warm restart from `faceage/weights/{name}.onnx` as committed in {commit[:10]}"
+        + (
+            f" (`training/warm_start.py`: BatchNorms the exporter folded are re-fitted on "
+            f"{CALIBRATION_FACES:,} training faces, same function)"
+            if outer
+            else ""
+        )
+        + f": that run trained {stage['epochs']} epochs (peak lr {stage_config['lr']:g}, "
+        f"config `training/configs/{name}.json` of that commit), best val MAE "
+        f"{_fmt(stage['metrics']['val'].get('mae'))}, test "
+        f"{_fmt(stage['metrics']['test'].get('mae'))} on the cached crops, and was itself "
+        f"{earlier}"
     )
+    return text + ("; this config continues it on a fresh cosine schedule" if outer else "")
 
 
 def _start(config: dict[str, Any]) -> str:
