@@ -1,0 +1,54 @@
+"""``benchmarks.ensemble`` picks the ensemble's members by their val scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks import ensemble
+
+
+def test_two_models_with_opposite_errors_beat_each_alone() -> None:
+    truth = np.array([10.0, 20.0, 30.0, 40.0])
+    outputs = {
+        "high": truth + 2.0,
+        "low": truth - 2.0,
+        "noisy": truth + np.array([5.0, -5.0, 5.0, -5.0]),
+    }
+    ranked = ensemble.rank_sets(outputs, truth, max_members=2, task="age")
+    assert ranked[0] == (("high", "low"), 0.0)
+    assert dict(ranked)[("high",)] == 2.0
+    assert ensemble.choose(ranked, ensemble.AGE_TIE) == ("high", "low")
+
+
+def test_a_smaller_set_wins_a_tie() -> None:
+    truth = np.array([10.0, 20.0])
+    outputs = {"a": truth + np.array([1.0, 0.01]), "b": truth + np.array([1.0, -0.01])}
+    ranked = ensemble.rank_sets(outputs, truth, max_members=2, task="age")
+    assert ranked[0][0] == ("a", "b")  # 0.500 against 0.505 alone
+    assert ensemble.choose(ranked, ensemble.AGE_TIE) in {("a",), ("b",)}
+    assert ensemble.choose(ranked, 0.0) == ("a", "b")
+
+
+def test_gender_is_scored_by_accuracy_of_the_mean_probability() -> None:
+    truth = np.array([1.0, 1.0, 0.0, 0.0])  # 1 = female
+    outputs = {
+        "sure": np.array([0.9, 0.9, 0.1, 0.9]),  # wrong on the last face
+        "unsure": np.array([0.6, 0.4, 0.4, 0.0]),  # wrong on the second face
+    }
+    ranked = ensemble.rank_sets(outputs, truth, max_members=2, task="gender")
+    assert ranked[0] == (("sure", "unsure"), 1.0)  # the mean is right on every face
+    assert dict(ranked)[("sure",)] == 0.75
+
+
+def test_faces_a_member_missed_are_left_out_of_every_score() -> None:
+    truth = np.array([10.0, 20.0, 30.0])
+    outputs = {"a": np.array([10.0, np.nan, 31.0]), "b": np.array([12.0, 99.0, 30.0])}
+    scores = dict(ensemble.rank_sets(outputs, truth, max_members=2, task="age"))
+    assert scores[("a",)] == 0.5
+    assert scores[("b",)] == 1.0  # the 99 on the face "a" missed does not count
+
+
+def test_the_description_names_the_members() -> None:
+    text = ensemble.description(["c3ae", "hsrnet", "mobileagenet"], ["mobileagenet"])
+    assert "c3ae, hsrnet and mobileagenet" in text
+    assert "P(female) of mobileagenet averaged" in text
