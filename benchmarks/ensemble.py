@@ -81,12 +81,19 @@ def rank_sets(
     ``task`` ``"age"``: MAE of the members' mean age (lower is better); ``"gender"``:
     accuracy of their mean P(female) at 0.5 against ``truth`` (1 = female; higher is
     better). Faces some member has no output for are left out of every score alike.
+    A set never holds one net twice: a model and its ``-int8`` variant, or two models
+    with the same outputs (``ssrnet-gender``'s age is ``ssrnet``'s).
     """
-    names = sorted(outputs)
+    names: list[str] = []
+    for name in sorted(outputs):
+        if not any(np.array_equal(outputs[name], outputs[n], equal_nan=True) for n in names):
+            names.append(name)
     found = np.all([np.isfinite(outputs[n]) for n in names], axis=0)
     scored = []
     for size in range(1, max_members + 1):
         for members in itertools.combinations(names, size):
+            if any(f"{m}-int8" in members for m in members):
+                continue
             mean = np.mean([outputs[m][found] for m in members], axis=0)
             if task == "age":
                 score = float(np.mean(np.abs(mean - truth[found])))

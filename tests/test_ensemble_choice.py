@@ -52,3 +52,18 @@ def test_the_description_names_the_members() -> None:
     text = ensemble.description(["c3ae", "hsrnet", "mobileagenet"], ["mobileagenet"])
     assert "c3ae, hsrnet and mobileagenet" in text
     assert "P(female) of mobileagenet averaged" in text
+
+
+def test_a_set_never_holds_one_net_twice() -> None:
+    truth = np.array([10.0, 20.0])
+    outputs = {
+        "net": truth + np.array([1.0, -1.0]),
+        "net-int8": truth + np.array([-1.0, 1.0]),  # would cancel "net" out, but is "net"
+        "net-gender": truth + np.array([1.0, -1.0]),  # the same age output as "net"
+        "other": truth + 3.0,
+    }
+    ranked = ensemble.rank_sets(outputs, truth, max_members=3, task="age")
+    sets = [members for members, _ in ranked]
+    assert ("net", "net-int8") not in sets
+    assert all("net-gender" not in members for members in sets)
+    assert ("net-int8", "other") in sets
