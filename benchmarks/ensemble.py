@@ -7,9 +7,10 @@ Every registered model runs once over the val images through the full pipeline
 shared by all). Then every set of up to ``--max-members`` models is scored as the
 ensemble would score it: the mean of the members' ages (MAE), and the mean of the
 gender models' P(female) (accuracy at 0.5). The chosen set is the best one, except that
-a smaller set within ``AGE_TIE`` years (``GENDER_TIE`` accuracy) of it wins: each
-member costs a model run per face. Test is never looked at; ``benchmarks.accuracy``
-then measures the chosen ensemble there.
+a smaller set within ``AGE_TIE`` years (``GENDER_TIE`` accuracy) of it wins (each
+member costs a model run per face), and of sets that score the same the faster one
+(batch-1 latencies from ``benchmarks/results/speed.json``). Test is never looked at;
+``benchmarks.accuracy`` then measures the chosen ensemble there.
 
 Members' predictions are taken on each model's own crops; the ensemble cuts its crops
 once and resizes them per member, which moved c3ae's val MAE by under 0.01 years.
@@ -26,7 +27,8 @@ import argparse
 import itertools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -104,11 +106,28 @@ def rank_sets(
     return scored
 
 
-def choose(ranked: list[tuple[tuple[str, ...], float]], tie: float) -> tuple[str, ...]:
-    """The smallest set scoring within ``tie`` of the best; among those, the best."""
+def choose(
+    ranked: list[tuple[tuple[str, ...], float]],
+    tie: float,
+    cost: Mapping[str, float] | None = None,
+) -> tuple[str, ...]:
+    """The smallest set scoring within ``tie`` of the best; among those, the best, and
+    of equal scores the one whose members ``cost`` least together (ms per face)."""
     best = ranked[0][1]
-    close = [members for members, score in ranked if abs(score - best) <= tie]
-    return min(close, key=len)  # ranked is best first and min() keeps the first
+    close = [(members, score) for members, score in ranked if abs(score - best) <= tie]
+    fewest = min(len(members) for members, _ in close)
+    top = next(score for members, score in close if len(members) == fewest)
+    equal = [members for members, score in close if len(members) == fewest and score == top]
+    return min(equal, key=lambda members: sum((cost or {}).get(m, 0.0) for m in members))
+
+
+def latencies(speed_json: Path) -> dict[str, float]:
+    """ms per face at batch 1 with 1 thread, by model, from ``benchmarks.speed``'s results
+    (what breaks a tie between equally accurate sets); empty if it has not run."""
+    if not speed_json.exists():
+        return {}
+    models = json.loads(speed_json.read_text(encoding="utf-8"))["models"]
+    return {name: float(m["threads"]["1"]["latency_ms_batch1"]) for name, m in models.items()}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -127,7 +146,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     lines.append(
         f"A smaller set within {AGE_TIE} years (age) or {100 * GENDER_TIE:.1f} points "
-        "(gender) of the best is preferred: each member is another model run per face."
+        "(gender) of the best is preferred: each member is another model run per face; "
+        "of sets that score the same, the faster one."
     )
     return "\n".join(lines) + "\n"
 
@@ -168,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for spec in faceage.list_models():
         outputs[spec.name] = predictions(spec.name, rows, detector)
         print(f"{spec.name}: val predictions", file=sys.stderr, flush=True)
+    latency = latencies(RESULTS_DIR / "speed.json")
     ages = np.array([row.age for row in rows], dtype=np.float64)
     genders = np.array([row.gender for row in rows], dtype=np.float64)
     with_gender = {n: o["female"] for n, o in outputs.items() if np.isfinite(o["female"]).any()}
@@ -186,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         ranked = rank_sets(model_outputs, truth, max_members=args.max_members, task=task)
         results[task] = {
-            "chosen": list(choose(ranked, tie)),
+            "chosen": list(choose(ranked, tie, latency)),
             "singles": {m[0]: s for m, s in ranked if len(m) == 1},
             "top": [{"members": list(m), "score": s} for m, s in ranked[: args.top]],
         }

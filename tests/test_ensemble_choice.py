@@ -67,3 +67,12 @@ def test_a_set_never_holds_one_net_twice() -> None:
     assert ("net", "net-int8") not in sets
     assert all("net-gender" not in members for members in sets)
     assert ("net-int8", "other") in sets
+
+
+def test_of_equal_scores_the_faster_set_is_chosen() -> None:
+    truth = np.array([1.0, 0.0])
+    outputs = {"big": np.array([0.9, 0.2]), "big-int8": np.array([0.8, 0.3])}
+    ranked = ensemble.rank_sets(outputs, truth, max_members=1, task="gender")
+    assert [score for _, score in ranked] == [1.0, 1.0]
+    assert ensemble.choose(ranked, 0.0, {"big": 6.3, "big-int8": 2.1}) == ("big-int8",)
+    assert ensemble.choose(ranked, 0.0, {"big": 1.0, "big-int8": 2.1}) == ("big",)
