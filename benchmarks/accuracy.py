@@ -24,7 +24,7 @@ import hashlib
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from benchmarks.common import (
 from faceage.detection import Detection
 from faceage.detection.retinaface import RetinaFaceDetector
 from faceage.estimator import AgeEstimator
+from faceage.results import Face, ImageResult
 from faceage.spec import load_manifest
 
 AGE_GROUPS = [(0, 2), (3, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 200)]
@@ -82,27 +83,33 @@ def summarise(errors: np.ndarray) -> dict[str, float]:
     }
 
 
+def first_faces(
+    estimator: AgeEstimator, rows: Sequence[Row], *, batch: int = 64
+) -> Iterator[tuple[Row, ImageResult, Face | None]]:
+    """Each row's image result and its best-scored face (None where none was found)."""
+    paths = [str(UTKFACE / "images" / row.file) for row in rows]
+    for start in range(0, len(paths), batch):
+        results = estimator.predict_batch(paths[start : start + batch])
+        for row, result in zip(rows[start : start + batch], results):
+            yield row, result, result.faces[0] if result.faces else None
+
+
 def evaluate(estimator: AgeEstimator, rows: Sequence[Row], *, batch: int = 64) -> dict[str, Any]:
     """Run ``estimator`` over ``rows`` and compute the headline and breakdown figures."""
-    paths = [str(UTKFACE / "images" / row.file) for row in rows]
     started = time.perf_counter()
     predictions: list[dict[str, Any]] = []
-    for start in range(0, len(paths), batch):
-        for row, result in zip(
-            rows[start : start + batch], estimator.predict_batch(paths[start : start + batch])
-        ):
-            face = result.faces[0] if result.faces else None
-            predictions.append(
-                {
-                    "file": row.file,
-                    "age": row.age,
-                    "gender": row.gender,
-                    "race": row.race,
-                    "pred_age": None if face is None else face.age,
-                    "pred_gender": None if face is None else face.gender,
-                    "error": result.error,
-                }
-            )
+    for row, result, face in first_faces(estimator, rows, batch=batch):
+        predictions.append(
+            {
+                "file": row.file,
+                "age": row.age,
+                "gender": row.gender,
+                "race": row.race,
+                "pred_age": None if face is None else face.age,
+                "pred_gender": None if face is None else face.gender,
+                "error": result.error,
+            }
+        )
     seconds = time.perf_counter() - started
     found = [p for p in predictions if p["pred_age"] is not None]
     errors = np.array([abs(p["pred_age"] - p["age"]) for p in found], dtype=np.float64)

@@ -60,6 +60,11 @@ def commands(results: dict[str, Any]) -> str:
     return " and ".join(f"`{c}`" for c in seen or [results["command"]])
 
 
+def signed(value: float | None, digits: int) -> str:
+    """``value`` with its sign (``+0.02``), or an empty table cell where it is missing."""
+    return "" if value is None else f"{value:+.{digits}f}"
+
+
 def manifest_models() -> dict[str, Any]:
     """The manifest's ``models`` section as plain JSON (with keys ``ModelSpec`` leaves out)."""
     models: dict[str, Any] = json.loads(MANIFEST.read_text(encoding="utf-8"))["models"]

@@ -34,11 +34,10 @@ from typing import Any
 import numpy as np
 
 import faceage
-from benchmarks.accuracy import MemoDetector
+from benchmarks.accuracy import MemoDetector, first_faces
 from benchmarks.common import (
     MANIFEST,
     RESULTS_DIR,
-    UTKFACE,
     Row,
     machine_description,
     read_utkface,
@@ -57,17 +56,13 @@ def predictions(name: str, rows: Sequence[Row], detector: MemoDetector) -> dict[
     estimator = faceage.AgeEstimator.from_pretrained(name, detector=detector)
     ages = np.full(len(rows), np.nan)
     female = np.full(len(rows), np.nan)
-    paths = [str(UTKFACE / "images" / row.file) for row in rows]
-    for start in range(0, len(paths), 64):
-        results = estimator.predict_batch(paths[start : start + 64])
-        for index, result in enumerate(results, start):
-            if not result.faces:
-                continue
-            face = result.faces[0]
-            ages[index] = face.age
-            if face.gender is not None and face.gender_probability is not None:
-                p = face.gender_probability
-                female[index] = p if face.gender == "female" else 1 - p
+    for index, (_, _, face) in enumerate(first_faces(estimator, rows)):
+        if face is None:
+            continue
+        ages[index] = face.age
+        if face.gender is not None and face.gender_probability is not None:
+            p = face.gender_probability
+            female[index] = p if face.gender == "female" else 1 - p
     return {"age": ages, "female": female}
 
 

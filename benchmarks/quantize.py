@@ -73,6 +73,7 @@ from benchmarks.common import (
     commands,
     machine_description,
     read_utkface,
+    signed,
     write_json,
 )
 from benchmarks.speed import bench_model, matmul_peak_gflops
@@ -320,10 +321,6 @@ def quantize_model(
     return report
 
 
-def _signed(value: float | None) -> str:
-    return "" if value is None else f"{value:+.3f}"
-
-
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"int8 variants on {results['machine']}, onnxruntime {results['onnxruntime']}; test "
@@ -366,7 +363,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| `{name}` | {variant} | {e['file_bytes'] / 1024:.0f} KB | "
                 f"{t['1']['latency_ms_batch1']:.3f} | {t['2']['faces_per_s_batch64']:.0f} | "
-                f"{ratios} | **{x['geomean']:.2f}x** | {_signed(e.get('val_mae_delta'))} | "
+                f"{ratios} | **{x['geomean']:.2f}x** | {signed(e.get('val_mae_delta'), 3)} | "
                 f"{e['mae']:.3f} | {e['mae_delta']:+.3f} | "
                 f"{'**yes**' if e['qualifies'] else 'no'} |"
             )

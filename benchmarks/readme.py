@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, ROOT, commands
+from benchmarks.common import RESULTS_DIR, ROOT, commands, signed
 from faceage.spec import EnsembleSpec, ModelSpec, load_manifest
 
 START, END = "<!-- models-table:start -->", "<!-- models-table:end -->"
@@ -137,10 +137,6 @@ def _verdict(
     return "qualifies (another ships)" if shipped else "qualifies (not shipped)"
 
 
-def _signed(value: float | None) -> str:
-    return "" if value is None else f"{value:+.2f}"
-
-
 def quantize_section(quantize: dict[str, Any]) -> str:
     """int8 variants of each model: speed-up and the test MAE they cost."""
     lines = [
@@ -172,7 +168,7 @@ def quantize_section(quantize: dict[str, Any]) -> str:
                 f"| {label} | {variant} | {e['file_bytes'] / 1024:.0f} KB "
                 f"(fp32 {r['fp32']['file_bytes'] / 1024:.0f} KB) | "
                 f"{e['speedup']['geomean']:.2f}x; {min(ratios):.2f}-{max(ratios):.2f} | "
-                f"{_signed(e.get('val_mae_delta'))} | {e['mae']:.2f} | {e['mae_delta']:+.2f} | "
+                f"{signed(e.get('val_mae_delta'), 2)} | {e['mae']:.2f} | {e['mae_delta']:+.2f} | "
                 f"{_verdict(name, r, variant, e, shipped)} |"
             )
     lines += [
