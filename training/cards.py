@@ -217,20 +217,34 @@ def _schedule(config: dict[str, Any]) -> list[str]:
     ]
 
 
+def _teacher_list(specs: list[str]) -> str:
+    return " and ".join(
+        f"`{name}` as committed in {commit[:10]}" if commit else f"`{name}`"
+        for name, _, commit in (t.partition("@") for t in specs)
+    )
+
+
 def _distill(config: dict[str, Any]) -> list[str]:
     if not config.get("distill"):
         return []
-    teachers = " and ".join(
-        f"`{name}` as committed in {commit[:10]}" if commit else f"`{name}`"
-        for name, _, commit in (t.partition("@") for t in config["distill"]["teachers"])
-    )
-    weight = config["distill"]["weight"]
-    start = config["distill"].get("from_epoch", 0)
+    settings = config["distill"]
+    weight = settings["weight"]
+    start = settings.get("from_epoch", 0)
     when = f"From epoch {start + 1} on, the" if start else "The"
+    if "gender_teachers" in settings:
+        of_what = (
+            f"the mean prediction of {_teacher_list(settings['teachers'])} for age, and of "
+            f"{_teacher_list(settings['gender_teachers'])} for P(female) (ONNX files, on the "
+            "un-augmented training crops)."
+        )
+    else:
+        of_what = (
+            f"the mean prediction of {_teacher_list(settings['teachers'])} (ONNX files, on "
+            "the un-augmented training crops), for age and for P(female)."
+        )
     return [
         f"- Distilled (`training/distill.py`). {when} targets are {1 - weight:g} x label + "
-        f"{weight:g} x the mean prediction of {teachers} (ONNX files, on the "
-        "un-augmented training crops), for age and for P(female)."
+        f"{weight:g} x {of_what}"
     ]
 
 

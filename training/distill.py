@@ -10,7 +10,9 @@ the file's sha256, so a retrained teacher is predicted afresh.
 ``NAME@COMMIT`` names the file as it was committed in ``COMMIT`` (read with ``git
 show``): a run that distils from a model it will replace, or one retrained later, then
 replays with the same teacher. ``"from_epoch": E`` distils only from epoch E on (a warm
-restart of a run that was trained on the labels alone).
+restart of a run that was trained on the labels alone). ``"gender_teachers": [...]``
+gives P(female) its own teachers (the age still comes from ``teachers``): an ensemble's
+age and gender members differ.
 """
 
 from __future__ import annotations
@@ -70,12 +72,21 @@ def soft_targets(
     ``ages`` are the student's training labels, to check that the teachers' crop caches
     list the same faces in the same order.
     """
-    predictions = [_teacher_on_train(name) for name in config["distill"]["teachers"]]
-    for name, prediction in zip(config["distill"]["teachers"], predictions):
+    settings = config["distill"]
+    age_names = list(settings["teachers"])
+    gender_names = list(settings.get("gender_teachers", age_names))
+    predictions = {
+        name: _teacher_on_train(name) for name in dict.fromkeys(age_names + gender_names)
+    }
+    for name, prediction in predictions.items():
         if not np.array_equal(prediction["labels"], ages):
             raise ValueError(f"teacher {name!r} was predicted on other training rows")
-    teacher_ages = [p["age"] for p in predictions]
-    teacher_genders = [p["gender"] for p in predictions if "gender" in p]
+    if "gender_teachers" in settings:
+        genderless = [name for name in gender_names if "gender" not in predictions[name]]
+        if genderless:
+            raise ValueError(f"gender teachers {genderless} predict no gender")
+    teacher_ages = [predictions[name]["age"] for name in age_names]
+    teacher_genders = [predictions[n]["gender"] for n in gender_names if "gender" in predictions[n]]
     return (
         np.mean(teacher_ages, axis=0).astype(np.float32),
         np.mean(teacher_genders, axis=0).astype(np.float32) if teacher_genders else None,

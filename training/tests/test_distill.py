@@ -73,3 +73,23 @@ def test_a_teacher_at_a_commit_is_read_from_git() -> None:
     assert original != (WEIGHTS_DIR / "c3ae.onnx").read_bytes()  # c3ae was retrained since
     with pytest.raises(ValueError, match="no-such-commit"):
         distill.teacher_bytes("c3ae@no-such-commit")
+
+
+def test_gender_teachers_give_p_female_its_own_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    labels = np.array([20.0, 40.0], np.float32)
+    _fake_teachers(
+        monkeypatch,
+        {
+            "a": {"labels": labels, "age": np.array([22.0, 38.0]), "gender": np.array([0.2, 0.9])},
+            "b": {"labels": labels, "age": np.array([18.0, 44.0])},
+            "g": {"labels": labels, "age": np.array([90.0, 90.0]), "gender": np.array([0.6, 0.5])},
+        },
+    )
+    config = {"distill": {"teachers": ["a", "b"], "gender_teachers": ["a", "g"]}}
+    ages, genders = distill.soft_targets(config, labels)
+    np.testing.assert_allclose(ages, [20.0, 41.0])  # g's age is not used
+    np.testing.assert_allclose(genders, [0.4, 0.7])
+
+    config = {"distill": {"teachers": ["a"], "gender_teachers": ["a", "b"]}}
+    with pytest.raises(ValueError, match="'b'"):
+        distill.soft_targets(config, labels)
