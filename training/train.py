@@ -198,12 +198,34 @@ def train(
         print(f"{name}: initialised from {config['init_from_onnx']} ({worst:.4f} y)", flush=True)
     if config.get("channels_last", True):  # 1.5-2.5x faster convolutions on CPU
         model = model.to(memory_format=torch.channels_last)
+    refit_history: list[dict[str, Any]] = []
+    starting = fresh or not (run_dir / "last.pt").exists()
+    if config.get("head_refit") and starting and limit_batches is None:
+        from training.head_refit import refit_heads
+
+        refit_targets = (
+            (train_ages, train_genders) if distilling(config, 0) else (label_ages, label_genders)
+        )
+        torch.manual_seed(seed)  # the reset modules start as a fresh model of this seed has them
+        refit_history = refit_heads(
+            model,
+            build_model(config["architecture"]),
+            config,
+            (lambda rows: normalize(train_set.inputs(rows)), *refit_targets),
+            lambda ages: selection_score(metrics(val_set, ages, None)),
+            (lambda rows: normalize(val_set.inputs(rows)), len(val_set)),
+        )
     optimizer = make_optimizer(config, model)
     batch_size = config["batch_size"]
     steps_per_epoch = len(train_set) // batch_size
     total_steps = steps_per_epoch * config["epochs"]
     state = {"epoch": 0, "best_score": float("inf"), "best_epoch": -1, "history": []}
     last = run_dir / "last.pt"
+    if refit_history:  # the refitted model is epoch 0: kept unless an epoch beats it on val
+        state["history"] = refit_history
+        state["best_score"] = selection_score(metrics(val_set, *predict(model, val_set)))
+        state["best_epoch"] = 0
+        save_checkpoints(run_dir, model, optimizer, state, config, best=True)
     if last.exists() and not fresh:
         checkpoint = torch.load(last, weights_only=False)
         model.load_state_dict(checkpoint["model"])
@@ -265,25 +287,40 @@ def train(
             return record
         state["history"].append(record)
         state["epoch"] = epoch + 1
-        if score < state["best_score"]:
+        better = score < state["best_score"]
+        if better:
             state["best_score"], state["best_epoch"] = score, epoch + 1
-            torch.save(
-                {"model": model.state_dict(), "config": config, "epoch": epoch + 1},
-                run_dir / "best.pt",
-            )
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "state": state,
-                "config": config,
-            },
-            run_dir / "last.pt.tmp",
-        )
-        (run_dir / "last.pt.tmp").replace(last)
+        save_checkpoints(run_dir, model, optimizer, state, config, best=better)
         print(json.dumps(record), flush=True)
 
     return write_results(name, config, model, state)
+
+
+def save_checkpoints(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    config: dict[str, Any],
+    *,
+    best: bool,
+) -> None:
+    """``last.pt`` (to resume from) and, when ``best``, ``best.pt`` after ``state["epoch"]``."""
+    if best:
+        torch.save(
+            {"model": model.state_dict(), "config": config, "epoch": state["epoch"]},
+            run_dir / "best.pt",
+        )
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "state": state,
+            "config": config,
+        },
+        run_dir / "last.pt.tmp",
+    )
+    (run_dir / "last.pt.tmp").replace(run_dir / "last.pt")
 
 
 def write_results(
@@ -299,7 +336,7 @@ def write_results(
         evaluation[split] = metrics(data, ages, genders)
         evaluation[f"{split}_detected_only"] = metrics(data, ages, genders, data.detected)
     meta = cache_meta(config["input_size"], tuple(config.get("cache_scales", [0.8, 1.0, 1.25])))
-    seconds = [r["train_seconds"] for r in state["history"]]
+    seconds = [r["train_seconds"] for r in state["history"] if "train_seconds" in r]
     results = {
         "name": name,
         "architecture": config["architecture"],

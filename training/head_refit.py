@@ -1,0 +1,142 @@
+"""Refit a warm-started net's heads on the features of its frozen trunk.
+
+A softmax head can collapse onto a bin whose trained end-point has drifted: the
+shipped sephsrnet (commit d95a21c) never predicted under 7.28 years, because every
+young face went to stage H's bin 5 (end-point moved from 19.4 to 11.2 years) and stage
+L's bin 4 (0.5 -> -3.9), each with a softmax so saturated (logit 19.6 against <= 8)
+that no gradient could move it. More epochs cannot undo that; new heads can.
+
+    "head_refit": {"reset": ["stage_h.head.5", "stage_h.value"], "epochs": 30,
+                   "lr": 0.001, "batch_size": 128, "weight_decay": 0.0001}
+
+re-initialises the named modules as a fresh model of the run's seed has them, runs the
+trunk (``model.trunk``: the modules ``model.features`` goes through) once in eval
+mode over the un-augmented training and val crops, then trains every parameter outside
+the trunk on those features (AdamW, cosine learning rate, the model's own loss) and
+keeps the epoch with the best val score. The model needs ``features(x)`` and
+``from_features(maps)`` with ``forward = from_features o features``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.models.common import AGE_MAX
+
+
+def reset_modules(model: nn.Module, fresh: nn.Module, names: list[str]) -> None:
+    """Give ``model``'s submodules ``names`` the weights ``fresh`` has there."""
+    modules = dict(model.named_modules())
+    initial = dict(fresh.named_modules())
+    unknown = [name for name in names if name not in modules]
+    if unknown:
+        raise ValueError(f"head_refit.reset names no module of the model: {unknown}")
+    for name in names:
+        modules[name].load_state_dict(initial[name].state_dict())
+
+
+def trunk_features(
+    model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], rows: int, batch: int = 128
+) -> torch.Tensor:
+    """``model.features`` of every row, in eval mode, stored as float16."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, rows, batch):
+            x = inputs(np.arange(start, min(start + batch, rows)))
+            out.append(model.features(x).to(torch.float16))
+    return torch.cat(out)
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    trunk = {id(p) for name in model.trunk for p in model.get_submodule(name).parameters()}
+    return [p for p in model.parameters() if id(p) not in trunk]
+
+
+def refit_heads(
+    model: nn.Module,
+    fresh: nn.Module,
+    config: dict[str, Any],
+    train: tuple[Callable[[np.ndarray], torch.Tensor], np.ndarray, np.ndarray],
+    score: Callable[[np.ndarray], float],
+    val_inputs: tuple[Callable[[np.ndarray], torch.Tensor], int],
+) -> list[dict[str, Any]]:
+    """Run the ``head_refit`` stage of ``config`` on ``model`` in place.
+
+    ``train`` is (inputs of rows, age targets, gender targets); ``score(val ages)`` is
+    the val selection score (lower is better); ``val_inputs`` is (inputs, rows). Returns
+    one record per epoch; the model ends with the best-scoring epoch's heads.
+    """
+    settings = config["head_refit"]
+    if not all(hasattr(model, attr) for attr in ("trunk", "features", "from_features")):
+        raise ValueError(
+            f"{config['architecture']} has no trunk/features/from_features: "
+            "head_refit cannot split it"
+        )
+    seed = config.get("seed", 0)
+    reset_modules(model, fresh, settings.get("reset", []))
+    train_inputs, ages, genders = train
+    started = time.time()
+    train_maps = trunk_features(model, train_inputs, len(ages))
+    val_maps = trunk_features(model, *val_inputs)
+    extract_seconds = time.time() - started
+
+    params = head_parameters(model)
+    optimizer = torch.optim.AdamW(
+        params, lr=settings["lr"], weight_decay=settings.get("weight_decay", 0.0)
+    )
+    batch = settings.get("batch_size", 128)
+    steps = len(ages) // batch
+    total = steps * settings["epochs"]
+    torch.manual_seed(seed)  # dropout in the heads
+    generator = torch.Generator().manual_seed(seed)
+    best_score, best_state = math.inf, None
+    history = []
+    for epoch in range(settings["epochs"]):
+        started = time.time()
+        model.train()
+        order = torch.randperm(len(ages), generator=generator).numpy()
+        losses = []
+        for step in range(steps):
+            progress = (epoch * steps + step) / total
+            for group in optimizer.param_groups:
+                group["lr"] = settings["lr"] * 0.5 * (1.0 + math.cos(math.pi * progress))
+            rows = np.sort(order[step * batch : (step + 1) * batch])
+            out = model.from_features(train_maps[rows].float())
+            loss = model.loss(out, torch.from_numpy(ages[rows]), torch.from_numpy(genders[rows]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            predicted = torch.cat(
+                [
+                    model.from_features(val_maps[i : i + 512].float())["age"]
+                    for i in range(0, len(val_maps), 512)
+                ]
+            )
+        value = score(predicted.clamp(0, AGE_MAX).numpy())
+        if value < best_score:
+            best_score = value
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        record = {
+            "stage": "head_refit",
+            "epoch": epoch + 1,
+            "train_loss": round(float(np.mean(losses)), 4),
+            "val_score": round(value, 4),
+            "seconds": round(time.time() - started + (extract_seconds if epoch == 0 else 0), 1),
+        }
+        history.append(record)
+        print(json.dumps(record), flush=True)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history

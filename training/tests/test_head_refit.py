@@ -1,0 +1,82 @@
+"""The head_refit stage: reset modules, frozen trunk, best val epoch kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.head_refit import head_parameters, refit_heads, reset_modules  # noqa: E402
+from training.models.hsrnet import HSRNet  # noqa: E402
+
+
+def _tiny(seed: int) -> HSRNet:
+    torch.manual_seed(seed)
+    return HSRNet(4, 3, separable=True, pool=2)
+
+
+def test_reset_modules_restores_only_the_named_ones() -> None:
+    model, fresh = _tiny(1), _tiny(2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reset_modules(model, fresh, ["stage_h.value", "stage_l.head.5"])
+    after, initial = model.state_dict(), fresh.state_dict()
+    for key in after:
+        reset = key.startswith(("stage_h.value.", "stage_l.head.5."))
+        assert torch.equal(after[key], initial[key] if reset else before[key]), key
+    with pytest.raises(ValueError, match="stage_x"):
+        reset_modules(model, fresh, ["stage_x"])
+
+
+def test_head_parameters_leave_out_the_trunk() -> None:
+    model = _tiny(0)
+    heads = {id(p) for p in head_parameters(model)}
+    assert not heads & {id(p) for p in model.convs.parameters()}
+    assert heads == {id(p) for p in [*model.stage_h.parameters(), *model.stage_l.parameters()]}
+
+
+def test_refit_trains_the_heads_on_a_frozen_trunk_and_keeps_the_best_epoch() -> None:
+    model = _tiny(0)
+    rng = np.random.default_rng(0)
+    x_train = torch.from_numpy(rng.standard_normal((64, 3, 3, 64, 64)).astype(np.float32))
+    x_val = x_train[:16]
+    ages = rng.uniform(1, 80, 64).astype(np.float32)
+    trunk = {k: v.clone() for k, v in model.convs.state_dict().items()}
+    heads = {k: v.clone() for k, v in model.stage_h.state_dict().items()}
+    seen: list[np.ndarray] = []
+
+    def score(predicted: np.ndarray) -> float:  # val prefers the second epoch
+        seen.append(predicted.copy())
+        return [3.0, 1.0, 2.0, 4.0][len(seen) - 1]
+
+    config = {
+        "architecture": "tiny",
+        "seed": 0,
+        "head_refit": {"reset": ["stage_h.value"], "epochs": 4, "lr": 0.01, "batch_size": 16},
+    }
+    history = refit_heads(
+        model,
+        _tiny(5),
+        config,
+        (lambda rows: x_train[rows], ages, np.zeros(64, np.float32)),
+        score,
+        (lambda rows: x_val[rows], 16),
+    )
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    for key, value in model.convs.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(value, trunk[key]), key  # frozen, BatchNorm statistics too
+    assert any(not torch.equal(v, heads[k]) for k, v in model.stage_h.state_dict().items())
+    model.eval()
+    with torch.no_grad():
+        final = model(x_val)["age"].clamp(0, 116).numpy()
+    np.testing.assert_allclose(final, seen[1], atol=1e-4)
+    assert not np.allclose(final, seen[3], atol=1e-4)
+    assert [r["val_score"] for r in history] == [3.0, 1.0, 2.0, 4.0]
+
+
+def test_refit_refuses_a_model_it_cannot_split() -> None:
+    module = torch.nn.Linear(2, 1)
+    config = {"architecture": "linear", "head_refit": {}}
+    with pytest.raises(ValueError, match="linear"):
+        refit_heads(module, module, config, None, None, None)  # type: ignore[arg-type]
