@@ -48,10 +48,23 @@ LICENSE = "Weights trained on UTKFace: non-commercial research only (UTKFace ter
 REVISION = "v0.1.0"
 
 
-def load_trained(name: str) -> torch.nn.Module:
+def load_trained(name: str, *, from_onnx_if_gone: bool = False) -> torch.nn.Module:
+    """The chosen checkpoint of ``runs/NAME``. With ``from_onnx_if_gone``, a run whose
+    checkpoints are gone (they are not committed) gives the weights of its committed
+    ``faceage/weights/NAME.onnx`` instead: exact in eval mode (``training.warm_start``),
+    and the export's parity check covers them as usual."""
     config = load_config(name)
     model = build_model(config["architecture"])
-    model.load_state_dict(torch.load(RUNS_DIR / name / "best.pt", weights_only=False)["model"])
+    checkpoint = RUNS_DIR / name / "best.pt"
+    if checkpoint.exists() or not from_onnx_if_gone:
+        model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
+    else:
+        from training.warm_start import load_onnx_weights
+
+        size = config["input_size"]
+        example = torch.zeros(2, len(config["crop_scales"]), 3, size, size)
+        load_onnx_weights(model, (WEIGHTS_DIR / f"{name}.onnx").read_bytes(), example)
+        print(f"{name}: no {checkpoint}; weights from faceage/weights/{name}.onnx", flush=True)
     return model.to(memory_format=torch.contiguous_format).eval()
 
 
@@ -66,7 +79,8 @@ def contract_inputs(crops: np.ndarray, num_crops: int) -> np.ndarray:
 def build_graph(name: str, config: dict[str, Any]) -> tuple[ExportGraph, int]:
     export = config.get("export", {})
     if "age_from" in export:  # a gender-only net packed with the age net it serves
-        age_model, gender_model = load_trained(export["age_from"]), load_trained(name)
+        age_model = load_trained(export["age_from"], from_onnx_if_gone=True)
+        gender_model = load_trained(name)
         graph = ExportGraph(age_model, gender_model)
         return graph.eval(), count_params(age_model) + count_params(gender_model)
     model = load_trained(name)

@@ -226,7 +226,7 @@ def train(
         state["best_score"] = selection_score(metrics(val_set, *predict(model, val_set)))
         state["best_epoch"] = 0
         save_checkpoints(run_dir, model, optimizer, state, config, best=True)
-    if last.exists() and not fresh:
+    if last.exists() and not fresh and not refit_history:
         checkpoint = torch.load(last, weights_only=False)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
