@@ -8,7 +8,7 @@ shared by all). Then every set of up to ``--max-members`` models is scored as th
 ensemble would score it: the mean of the members' ages (MAE), and the mean of the
 gender models' P(female) (accuracy at 0.5). The chosen set is the best one, except that
 a smaller set within ``AGE_TIE`` years (``GENDER_TIE`` accuracy) of it wins (each
-member costs a model run per face), and of sets that score the same the faster one
+member costs a model run per face), and of sets that size within it the faster one
 (batch-1 latencies from ``benchmarks/results/speed.json``). Test is never looked at;
 ``benchmarks.accuracy`` then measures the chosen ensemble there.
 
@@ -106,14 +106,16 @@ def choose(
     tie: float,
     cost: Mapping[str, float] | None = None,
 ) -> tuple[str, ...]:
-    """The smallest set scoring within ``tie`` of the best; among those, the best, and
-    of equal scores the one whose members ``cost`` least together (ms per face)."""
+    """The smallest set scoring within ``tie`` of the best; among those, the one whose
+    members ``cost`` least together (ms per face), and of equal costs the best."""
     best = ranked[0][1]
-    close = [(members, score) for members, score in ranked if abs(score - best) <= tie]
-    fewest = min(len(members) for members, _ in close)
-    top = next(score for members, score in close if len(members) == fewest)
-    equal = [members for members, score in close if len(members) == fewest and score == top]
-    return min(equal, key=lambda members: sum((cost or {}).get(m, 0.0) for m in members))
+    close = [members for members, score in ranked if abs(score - best) <= tie]
+    fewest = [members for members in close if len(members) == min(map(len, close))]
+    costs = cost or {}
+    # ``ranked`` is best first, so the position breaks a tie in cost by score
+    return min(
+        enumerate(fewest), key=lambda item: (sum(costs.get(m, 0.0) for m in item[1]), item[0])
+    )[1]
 
 
 def latencies(speed_json: Path) -> dict[str, float]:
@@ -142,7 +144,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines.append(
         f"A smaller set within {AGE_TIE} years (age) or {100 * GENDER_TIE:.1f} points "
         "(gender) of the best is preferred: each member is another model run per face; "
-        "of sets that score the same, the faster one."
+        "of sets of that size within it, the faster one."
     )
     return "\n".join(lines) + "\n"
 

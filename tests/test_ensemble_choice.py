@@ -76,3 +76,11 @@ def test_of_equal_scores_the_faster_set_is_chosen() -> None:
     assert [score for _, score in ranked] == [1.0, 1.0]
     assert ensemble.choose(ranked, 0.0, {"big": 6.3, "big-int8": 2.1}) == ("big-int8",)
     assert ensemble.choose(ranked, 0.0, {"big": 1.0, "big-int8": 2.1}) == ("big",)
+
+
+def test_within_the_tie_the_cheaper_set_of_the_same_size_wins() -> None:
+    ranked = [(("a", "big"), 4.775), (("a", "big-int8"), 4.782), (("a", "other"), 4.80)]
+    cost = {"a": 0.4, "big": 4.6, "big-int8": 3.9, "other": 0.1}
+    assert ensemble.choose(ranked, 0.01, cost) == ("a", "big-int8")
+    assert ensemble.choose(ranked, 0.0, cost) == ("a", "big")  # no tie: the best
+    assert ensemble.choose(ranked, 0.01) == ("a", "big")  # no costs known: the best
