@@ -93,6 +93,9 @@ def refit_heads(
     optimizer = torch.optim.AdamW(
         params, lr=settings["lr"], weight_decay=settings.get("weight_decay", 0.0)
     )
+    from training.train import learning_rate  # train imports this module lazily
+
+    schedule = {"lr": settings["lr"], "warmup_epochs": 0, "final_lr_fraction": 0.0}  # cosine
     batch = settings.get("batch_size", 128)
     steps = len(ages) // batch
     total = steps * settings["epochs"]
@@ -106,9 +109,9 @@ def refit_heads(
         order = torch.randperm(len(ages), generator=generator).numpy()
         losses = []
         for step in range(steps):
-            progress = (epoch * steps + step) / total
+            lr = learning_rate(schedule, epoch * steps + step, total, steps)
             for group in optimizer.param_groups:
-                group["lr"] = settings["lr"] * 0.5 * (1.0 + math.cos(math.pi * progress))
+                group["lr"] = lr
             rows = np.sort(order[step * batch : (step + 1) * batch])
             out = model.from_features(train_maps[rows].float())
             loss = model.loss(out, torch.from_numpy(ages[rows]), torch.from_numpy(genders[rows]))

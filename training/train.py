@@ -223,7 +223,7 @@ def train(
     last = run_dir / "last.pt"
     if refit_history:  # the refitted model is epoch 0: kept unless an epoch beats it on val
         state["history"] = refit_history
-        state["best_score"] = selection_score(metrics(val_set, *predict(model, val_set)))
+        state["best_score"] = min(record["val_score"] for record in refit_history)
         state["best_epoch"] = 0
         save_checkpoints(run_dir, model, optimizer, state, config, best=True)
     if last.exists() and not fresh and not refit_history:
