@@ -25,6 +25,7 @@ import torch
 from training.augment import augment, normalize, to_unit_rgb
 from training.data import REPO_ROOT, SPLITS, cache_dir, cache_meta
 from training.distill import distilling
+from training.ema import WeightAverage, averaging
 from training.models import build_model, count_params, gender_probability
 from training.models.common import AGE_MAX
 
@@ -187,15 +188,17 @@ def train(
         print(f"{name}: initialised from {config['init_from']} epoch {start['epoch']}", flush=True)
     if config.get("init_from_onnx") and (fresh or not (run_dir / "last.pt").exists()):
         # a warm restart from a committed ONNX file: checkpoints do not outlive the machine
-        from training.warm_start import warm_start
+        from training.warm_start import AGE_PART, GENDER_PART, warm_start
 
         worst = warm_start(
             model,
             config["init_from_onnx"],
             lambda rows: normalize(train_set.inputs(np.sort(rows))),
             len(train_set),
+            # a gender net packed with the age net it serves is the file's second network
+            part=GENDER_PART if "age_from" in config.get("export", {}) else AGE_PART,
         )
-        print(f"{name}: initialised from {config['init_from_onnx']} ({worst:.4f} y)", flush=True)
+        print(f"{name}: initialised from {config['init_from_onnx']} ({worst:.4g})", flush=True)
     if config.get("channels_last", True):  # 1.5-2.5x faster convolutions on CPU
         model = model.to(memory_format=torch.channels_last)
     refit_history: list[dict[str, Any]] = []
@@ -226,11 +229,15 @@ def train(
         state["best_score"] = min(record["val_score"] for record in refit_history)
         state["best_epoch"] = 0
         save_checkpoints(run_dir, model, optimizer, state, config, best=True)
+    average: WeightAverage | None = None
     if last.exists() and not fresh and not refit_history:
         checkpoint = torch.load(last, weights_only=False)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         state = checkpoint["state"]
+        if checkpoint.get("ema") is not None:
+            average = WeightAverage(model, config["ema"]["decay"])
+            average.load_state_dict(checkpoint["ema"])
         print(f"resumed {name} after epoch {state['epoch']}", flush=True)
 
     for epoch in range(state["epoch"], config["epochs"]):
@@ -238,6 +245,8 @@ def train(
         first, stop = config.get("autocast_bf16_epochs", [0, config["epochs"]])
         autocast = config.get("autocast_bf16", False) and first <= epoch < stop
         distilled = distilling(config, epoch)
+        if average is None and averaging(config, epoch):
+            average = WeightAverage(model, config["ema"]["decay"])
         epoch_ages = train_ages if distilled else label_ages
         epoch_genders = train_genders if distilled else label_genders
         started = time.time()
@@ -270,9 +279,11 @@ def train(
             if config.get("clip_grad_norm"):
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config["clip_grad_norm"])
             optimizer.step()
+            if average is not None:
+                average.update(model)
             losses.append(loss.item())
         train_seconds = time.time() - started
-        val = metrics(val_set, *predict(model, val_set))
+        val = metrics(val_set, *predict(average.model if average else model, val_set))
         score = selection_score(val)
         record = {
             "epoch": epoch + 1,
@@ -282,6 +293,8 @@ def train(
             "seconds": round(time.time() - started, 1),
             "train_seconds": round(train_seconds, 1),
         }
+        if average is not None:  # what the raw weights would have scored
+            record["val_raw"] = metrics(val_set, *predict(model, val_set))
         if limit_batches is not None:  # a timing run: leave the checkpoints alone
             print(json.dumps(record), flush=True)
             return record
@@ -290,7 +303,7 @@ def train(
         better = score < state["best_score"]
         if better:
             state["best_score"], state["best_epoch"] = score, epoch + 1
-        save_checkpoints(run_dir, model, optimizer, state, config, best=better)
+        save_checkpoints(run_dir, model, optimizer, state, config, best=better, average=average)
         print(json.dumps(record), flush=True)
 
     return write_results(name, config, model, state)
@@ -304,11 +317,14 @@ def save_checkpoints(
     config: dict[str, Any],
     *,
     best: bool,
+    average: WeightAverage | None = None,
 ) -> None:
-    """``last.pt`` (to resume from) and, when ``best``, ``best.pt`` after ``state["epoch"]``."""
+    """``last.pt`` (to resume from) and, when ``best``, ``best.pt`` after ``state["epoch"]``;
+    with a weight ``average`` running, ``best.pt`` holds the average, ``last.pt`` both."""
     if best:
+        chosen = average.model if average is not None else model
         torch.save(
-            {"model": model.state_dict(), "config": config, "epoch": state["epoch"]},
+            {"model": chosen.state_dict(), "config": config, "epoch": state["epoch"]},
             run_dir / "best.pt",
         )
     torch.save(
@@ -317,6 +333,7 @@ def save_checkpoints(
             "optimizer": optimizer.state_dict(),
             "state": state,
             "config": config,
+            "ema": average.state_dict() if average is not None else None,
         },
         run_dir / "last.pt.tmp",
     )

@@ -27,8 +27,12 @@ from torch import nn
 from training.models.common import AGE_MAX
 from training.onnx_weights import restore_float32_weights
 
-#: the attribute under which ``ExportGraph`` holds the age network
-PREFIX = "age_model."
+#: the attribute under which ``ExportGraph`` holds the age network; a packed gender
+#: net (``ssrnet-gender``) is the same graph's ``gender_model``
+AGE_PART = "age_model"
+GENDER_PART = "gender_model"
+#: how far the loaded gender net's P(female) may be from the file
+MAX_GENDER_DIFF = 1e-3
 #: how far the loaded model may be from the file (years), as at export
 MAX_AGE_DIFF = 0.01
 #: training faces the re-fitted BatchNorm statistics are measured on
@@ -57,15 +61,18 @@ def execution_order(model: nn.Module, x: torch.Tensor) -> list[nn.Module]:
 
 
 def onnx_tensors(
-    data: bytes,
+    data: bytes, part: str = AGE_PART
 ) -> tuple[dict[str, np.ndarray], list[tuple[str, str | None]], list[str]]:
-    """Initializers by name; the (weight, bias) names of every Conv node in graph order;
-    the weights that MatMul nodes read (bias-free linear layers), in graph order."""
+    """Initializers by name; the (weight, bias) names of every Conv node of ``part`` (the
+    exporter names a node ``/part/...``) in graph order; the weights that ``part``'s
+    MatMul nodes read (bias-free linear layers), in graph order."""
     proto = onnx.load_from_string(data)
     restore_float32_weights(proto)
     tensors = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     convs, matmuls, seen = [], [], set()
     for node in proto.graph.node:
+        if not node.name.startswith(f"/{part}/"):
+            continue
         if node.op_type == "Conv" and node.input[1] not in seen:
             seen.add(node.input[1])
             convs.append((node.input[1], node.input[2] if len(node.input) > 2 else None))
@@ -76,26 +83,27 @@ def onnx_tensors(
 
 
 def load_onnx_weights(
-    model: nn.Module, data: bytes, example: torch.Tensor
+    model: nn.Module, data: bytes, example: torch.Tensor, part: str = AGE_PART
 ) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None, torch.Tensor]]:
-    """Copy the ONNX file's weights into ``model``.
+    """Copy the weights of the ONNX file's network ``part`` into ``model``.
 
     Returns the convolutions that came back folded, each with the BatchNorm it absorbed and
     the folded bias: give them to :func:`unfold_batchnorm` (until then each BatchNorm is the
     identity shift by that bias, exact in eval mode only).
     """
-    tensors, convs, matmuls = onnx_tensors(data)
+    tensors, convs, matmuls = onnx_tensors(data, part)
+    prefix = f"{part}."
     state = model.state_dict()
     loaded: dict[str, torch.Tensor] = {}
     for key in state:
-        if PREFIX + key in tensors:
-            loaded[key] = torch.from_numpy(tensors[PREFIX + key].copy())
+        if prefix + key in tensors:
+            loaded[key] = torch.from_numpy(tensors[prefix + key].copy())
     order = execution_order(model, example)
     names = {id(m): n for n, m in model.named_modules()}
     pending = [
         m for m in order if isinstance(m, nn.Conv2d) and f"{names[id(m)]}.weight" not in loaded
     ]
-    folded_convs = [(w, b) for w, b in convs if not w.startswith(PREFIX)]
+    folded_convs = [(w, b) for w, b in convs if not w.startswith(prefix)]
     if len(pending) != len(folded_convs):
         raise ValueError(
             f"{len(pending)} convolutions lack weights but the ONNX file has "
@@ -117,16 +125,16 @@ def load_onnx_weights(
         position = order.index(conv) + 1
         after = order[position] if position < len(order) else None
         norm = after if isinstance(after, nn.BatchNorm2d) else None
-        prefix = names[id(conv)]
-        loaded[f"{prefix}.weight"] = weight
+        conv_name = names[id(conv)]
+        loaded[f"{conv_name}.weight"] = weight
         if norm is None:  # a convolution renamed but not folded
             if conv.bias is None and bias_name is not None:
-                raise ValueError(f"{prefix}: ONNX gives a bias, the model has none")
+                raise ValueError(f"{conv_name}: ONNX gives a bias, the model has none")
             if conv.bias is not None:
-                loaded[f"{prefix}.bias"] = bias
+                loaded[f"{conv_name}.bias"] = bias
         else:
             if conv.bias is not None:
-                loaded[f"{prefix}.bias"] = torch.zeros_like(bias)
+                loaded[f"{conv_name}.bias"] = torch.zeros_like(bias)
             bn = names[id(norm)]
             loaded[f"{bn}.running_mean"] = torch.zeros_like(bias)
             loaded[f"{bn}.running_var"] = torch.full_like(bias, 1.0 - norm.eps)
@@ -136,7 +144,7 @@ def load_onnx_weights(
     linears = [
         m for m in order if isinstance(m, nn.Linear) and f"{names[id(m)]}.weight" not in loaded
     ]
-    renamed = [w for w in matmuls if not w.startswith(PREFIX)]
+    renamed = [w for w in matmuls if not w.startswith(prefix)]
     if len(linears) != len(renamed):
         raise ValueError(
             f"{len(linears)} linear layers lack weights but the ONNX file has "
@@ -208,33 +216,41 @@ def warm_start(
     inputs: Callable[[np.ndarray], torch.Tensor],
     total: int,
     rows: int = CALIBRATION_FACES,
+    part: str = AGE_PART,
 ) -> float:
-    """Load ``spec``'s ONNX weights into ``model`` and fit its BatchNorms on ``rows``
-    training faces spread evenly over the ``total`` (the cache is ordered by file name,
-    so by age); ``inputs(indices)`` gives normalised model inputs. Returns the
-    largest |age difference| between the model and onnxruntime on the first 512 of
-    those faces; over 0.01 years is an error."""
+    """Load the weights of ``spec``'s ONNX network ``part`` into ``model`` and fit its
+    BatchNorms on ``rows`` training faces spread evenly over the ``total`` (the cache is
+    ordered by file name, so by age); ``inputs(indices)`` gives normalised model inputs.
+    Returns the largest difference between the model and onnxruntime on the first 512 of
+    those faces: |age| in years (over 0.01 is an error), or for the ``gender_model``
+    part |P(female)| (over 1e-3)."""
     import onnxruntime as ort
+
+    from training.models import gender_probability
 
     data = onnx_bytes_of(spec)
     indices = np.unique(np.linspace(0, total - 1, min(rows, total)).astype(np.int64))
     example = inputs(indices[:2])
-    folded = load_onnx_weights(model, data, example)
+    folded = load_onnx_weights(model, data, example, part)
     batches = [inputs(indices[i : i + 256]) for i in range(0, len(indices), 256)]
     unfold_batchnorm(model, folded, batches)
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     rank = len(session.get_inputs()[0].shape)  # single-crop files take (N, 3, S, S)
+    gender = part == GENDER_PART
     model.eval()
     worst = 0.0
     with torch.no_grad():
         for x in batches[:2]:
             fed = x[:, 0] if x.dim() == 5 and rank == 4 else x
-            reference = session.run(["age"], {"input": fed.numpy()})[0]
-            age = model(x)["age"].clamp(0.0, AGE_MAX).numpy()
-            worst = max(worst, float(np.abs(age - reference).max()))
-    if worst > MAX_AGE_DIFF:
+            reference = session.run(["gender" if gender else "age"], {"input": fed.numpy()})[0]
+            out = model(x)
+            mine = gender_probability(out) if gender else out["age"].clamp(0.0, AGE_MAX)
+            worst = max(worst, float(np.abs(mine.numpy() - reference).max()))
+    allowed = MAX_GENDER_DIFF if gender else MAX_AGE_DIFF
+    if worst > allowed:
         raise ValueError(
-            f"weights loaded from {spec} give ages up to {worst:.4f} years from its ONNX file "
-            f"(allowed {MAX_AGE_DIFF}): the mapping onto the model is wrong"
+            f"weights loaded from {spec} give {'P(female)' if gender else 'ages'} up to "
+            f"{worst:.4g} from its ONNX file (allowed {allowed}): the mapping onto the model "
+            "is wrong"
         )
     return worst

@@ -11,7 +11,7 @@ from torch import nn
 
 from training.export import to_onnx
 from training.models import ExportGraph, build_model
-from training.warm_start import load_onnx_weights, unfold_batchnorm, warm_start
+from training.warm_start import GENDER_PART, load_onnx_weights, unfold_batchnorm, warm_start
 
 
 def _trained_like(architecture: str, seed: int) -> nn.Module:
@@ -87,3 +87,25 @@ def test_another_architecture_is_refused() -> None:
     data = _onnx_bytes(_trained_like("sephsrnet-tiny", seed=0), x)
     with pytest.raises(ValueError, match=r"not this architecture|shape"):
         load_onnx_weights(build_model("hsrnet"), data, x[:2])
+
+
+def test_packed_gender_net_loads_from_its_own_part(monkeypatch) -> None:
+    # ssrnet-gender's file holds two SSR-Nets: the age net, then the gender net
+    age_net, gender_net = _trained_like("ssrnet", seed=0), _trained_like("ssrnet-gender", seed=1)
+    x = torch.rand(64, 1, 3, 64, 64) * 2 - 1
+    buffer = io.BytesIO()
+    to_onnx(ExportGraph(age_net, gender_net).eval(), x[:2], buffer, ["age", "gender"])
+    monkeypatch.setattr("training.warm_start.onnx_bytes_of", lambda spec: buffer.getvalue())
+
+    target = _trained_like("ssrnet-gender", seed=2)
+    worst = warm_start(target, "ssrnet-gender", lambda r: x[np.sort(r)], len(x), part=GENDER_PART)
+    assert worst <= 1e-3
+    with torch.no_grad():
+        torch.testing.assert_close(
+            target.eval()(x)["gender"], gender_net(x)["gender"], rtol=1e-4, atol=1e-4
+        )
+    # the default part is the age net, not the gender net it was packed with
+    age_target = _trained_like("ssrnet", seed=3)
+    load_onnx_weights(age_target, buffer.getvalue(), x[:2])
+    with torch.no_grad():
+        torch.testing.assert_close(age_target(x)["age"], age_net(x)["age"], rtol=1e-4, atol=1e-3)
