@@ -203,12 +203,18 @@ def _warm_start(spec: str, *, outer: bool = True) -> str:
             else ""
         )
         + f": that run trained {stage['epochs']} epochs (peak lr {stage_config['lr']:g}, "
-        f"config `training/configs/{name}.json` of that commit), best val MAE "
-        f"{_fmt(stage['metrics']['val'].get('mae'))}, test "
-        f"{_fmt(stage['metrics']['test'].get('mae'))} on the cached crops, and was itself "
-        f"{earlier}"
+        f"config `training/configs/{name}.json` of that commit), best val "
+        f"{_score(stage['metrics']['val'])}, test {_score(stage['metrics']['test'])} on the "
+        f"cached crops, and was itself {earlier}"
     )
     return text + ("; this config continues it on a fresh cosine schedule" if outer else "")
+
+
+def _score(row: dict[str, Any]) -> str:
+    """A split's selection figure: MAE, or gender accuracy for a gender-only net."""
+    if row.get("mae") is not None:
+        return f"MAE {_fmt(row['mae'])}"
+    return f"gender accuracy {100 * row['gender_accuracy']:.1f}%"
 
 
 def _start(config: dict[str, Any]) -> str:
@@ -297,6 +303,30 @@ def _head_refit(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
             else "."
         )
     ]
+
+
+def _ema(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    settings = config.get("ema")
+    if not settings:
+        return []
+    start = settings.get("from_epoch", 0)
+    line = (
+        f"- Weight average (`training/ema.py`): an exponential moving average of the "
+        f"weights (decay {settings['decay']:g} per step"
+        + (f", from epoch {start + 1}" if start else "")
+        + ") is what is validated, chosen and exported; the raw weights go on training"
+    )
+    chosen = [
+        r
+        for r in results.get("history", [])
+        if "stage" not in r and r.get("epoch") == results["best_epoch"]
+    ]
+    if chosen and "val_raw" in chosen[0]:
+        line += (
+            f". At the chosen epoch: val {_score(chosen[0]['val'])} averaged, "
+            f"{_score(chosen[0]['val_raw'])} raw"
+        )
+    return [line + "."]
 
 
 def _autocast(config: dict[str, Any]) -> list[str]:
@@ -398,6 +428,7 @@ def write_card(name: str) -> Path:
         *_schedule(config),
         *_head_refit(config, results),
         *_distill(config),
+        *_ema(config, results),
         *_autocast(config),
         "- Augmentation (same transform for all crops of a face): horizontal flip, shift "
         f"±{config['augment']['max_shift']:.0%}, scale ±{config['augment']['max_scale']:.0%}, "
