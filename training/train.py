@@ -156,6 +156,7 @@ def train(
     fresh: bool = False,
     limit_batches: int | None = None,
     threads: int | None = None,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
     config = load_config(name)
     if epochs is not None:
@@ -240,7 +241,9 @@ def train(
             average.load_state_dict(checkpoint["ema"])
         print(f"resumed {name} after epoch {state['epoch']}", flush=True)
 
-    for epoch in range(state["epoch"], config["epochs"]):
+    # a probe runs the first epochs of the configured schedule, not a shorter schedule
+    last_epoch = min(config["epochs"], stop_after or config["epochs"])
+    for epoch in range(state["epoch"], last_epoch):
         # a run switched to (or from) autocast on resume records the epochs it ran under it
         first, stop = config.get("autocast_bf16_epochs", [0, config["epochs"]])
         autocast = config.get("autocast_bf16", False) and first <= epoch < stop
@@ -387,6 +390,9 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore runs/NAME/last.pt")
     parser.add_argument("--limit-batches", type=int, help="time a few batches of one epoch")
     parser.add_argument("--threads", type=int, help="torch threads (default: config, else 2)")
+    parser.add_argument(
+        "--stop-after", type=int, help="stop after this many epochs of the configured schedule"
+    )
     args = parser.parse_args()
     train(
         args.name,
@@ -395,6 +401,7 @@ def main() -> None:
         fresh=args.fresh,
         limit_batches=args.limit_batches,
         threads=args.threads,
+        stop_after=args.stop_after,
     )
 
 

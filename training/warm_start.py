@@ -223,19 +223,34 @@ def warm_start(
     ordered by file name, so by age); ``inputs(indices)`` gives normalised model inputs.
     Returns the largest difference between the model and onnxruntime on the first 512 of
     those faces: |age| in years (over 0.01 is an error), or for the ``gender_model``
-    part |P(female)| (over 1e-3)."""
+    part |P(female)| (over 1e-3).
+
+    A file of another fixed input size (a probe of ``mobileagenet`` at 224 px started from
+    the 112 px file) is calibrated and checked on the faces resized to its size; training
+    then adapts the net to the new size."""
     import onnxruntime as ort
 
     from training.models import gender_probability
 
     data = onnx_bytes_of(spec)
-    indices = np.unique(np.linspace(0, total - 1, min(rows, total)).astype(np.int64))
-    example = inputs(indices[:2])
-    folded = load_onnx_weights(model, data, example, part)
-    batches = [inputs(indices[i : i + 256]) for i in range(0, len(indices), 256)]
-    unfold_batchnorm(model, folded, batches)
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    rank = len(session.get_inputs()[0].shape)  # single-crop files take (N, 3, S, S)
+    shape = session.get_inputs()[0].shape
+    rank = len(shape)  # single-crop files take (N, 3, S, S)
+    size = shape[-1] if isinstance(shape[-1], int) else None
+
+    def at_file_size(x: torch.Tensor) -> torch.Tensor:
+        if size is None or x.shape[-1] == size:
+            return x
+        flat = torch.nn.functional.interpolate(
+            x.reshape(-1, *x.shape[-3:]), size=(size, size), mode="bilinear", antialias=True
+        )
+        return flat.reshape(*x.shape[:-2], size, size)
+
+    indices = np.unique(np.linspace(0, total - 1, min(rows, total)).astype(np.int64))
+    example = at_file_size(inputs(indices[:2]))
+    folded = load_onnx_weights(model, data, example, part)
+    batches = [at_file_size(inputs(indices[i : i + 256])) for i in range(0, len(indices), 256)]
+    unfold_batchnorm(model, folded, batches)
     gender = part == GENDER_PART
     model.eval()
     worst = 0.0

@@ -109,3 +109,21 @@ def test_packed_gender_net_loads_from_its_own_part(monkeypatch) -> None:
     load_onnx_weights(age_target, buffer.getvalue(), x[:2])
     with torch.no_grad():
         torch.testing.assert_close(age_target(x)["age"], age_net(x)["age"], rtol=1e-4, atol=1e-3)
+
+
+def test_a_file_of_another_input_size_is_calibrated_at_its_own_size(monkeypatch) -> None:
+    # mobileagenet pools globally, so the same weights run at 64 and 96 px
+    source = _trained_like("mobileagenet", seed=0)
+    small = torch.rand(32, 1, 3, 64, 64) * 2 - 1
+    buffer = io.BytesIO()
+    to_onnx(ExportGraph(source, with_gender=True).eval(), small[:2], buffer, ["age", "gender"])
+    monkeypatch.setattr("training.warm_start.onnx_bytes_of", lambda spec: buffer.getvalue())
+    large = torch.nn.functional.interpolate(
+        small.reshape(-1, 3, 64, 64), size=(96, 96), mode="bilinear"
+    ).reshape(32, 1, 3, 96, 96)
+    target = _trained_like("mobileagenet", seed=2)
+    # fed 96 px faces, it checks parity on them resized back to the file's 64 px
+    worst = warm_start(target, "mobileagenet", lambda rows: large[np.sort(rows)], len(large))
+    assert worst <= 0.01
+    with torch.no_grad():
+        assert target.eval()(large)["age"].shape == (32,)
