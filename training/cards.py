@@ -155,6 +155,16 @@ CHOICES: dict[str, str] = {
 }
 
 
+def _epochs_line(config: dict[str, Any], results: dict[str, Any]) -> str:
+    if results["epochs"] == 0:  # the warm start and the head refit are the whole run
+        return f"- No whole-network epochs: {_start(config)}; then the head refit below."
+    return (
+        f"- {results['epochs']} epochs (best val at epoch {results['best_epoch']}), batch "
+        f"{config['batch_size']}, {config['optimizer']} lr {config['lr']} with warm-up and "
+        f"cosine decay, weight decay {config['weight_decay']}, {_start(config)}."
+    )
+
+
 def _fmt(value: Any, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -293,7 +303,9 @@ def _head_refit(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
     return [
         "- Head refit first (`training/head_refit.py`): after the warm start, modules "
         f"{modules} re-initialised, the conv trunk frozen and run once on the "
-        f"un-augmented training crops, the heads trained on its features for "
+        f"un-augmented training crops"
+        + (" and their mirror images" if settings.get("flip") else "")
+        + ", the heads trained on its features for "
         f"{settings['epochs']} epochs (batch {settings.get('batch_size', 128)}, AdamW lr "
         f"{settings['lr']:g}, cosine)"
         + (
@@ -422,9 +434,7 @@ def write_card(name: str) -> Path:
         "",
         f"- `{train_command(config, name)}` then `python -m training.export {name}` "
         f"(config `training/configs/{name}.json`, seed {results['seed']}).",
-        f"- {results['epochs']} epochs (best val at epoch {results['best_epoch']}), batch "
-        f"{config['batch_size']}, {config['optimizer']} lr {config['lr']} with warm-up and "
-        f"cosine decay, weight decay {config['weight_decay']}, {_start(config)}.",
+        _epochs_line(config, results),
         *_schedule(config),
         *_head_refit(config, results),
         *_distill(config),

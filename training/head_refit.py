@@ -11,7 +11,8 @@ that no gradient could move it. More epochs cannot undo that; new heads can.
 
 re-initialises the named modules as a fresh model of the run's seed has them, runs the
 trunk (``model.trunk``: the modules ``model.features`` goes through) once in eval
-mode over the un-augmented training and val crops, then trains every parameter outside
+mode over the un-augmented training and val crops (``"flip": true``: and over the
+mirrored training crops, as more training rows), then trains every parameter outside
 the trunk on those features (AdamW, cosine learning rate, the model's own loss) and
 keeps the epoch with the best val score. The model needs ``features(x)`` and
 ``from_features(maps)`` with ``forward = from_features o features``.
@@ -86,6 +87,10 @@ def refit_heads(
     train_inputs, ages, genders = train
     started = time.time()
     train_maps = trunk_features(model, train_inputs, len(ages))
+    if settings.get("flip", False):  # the mirrored faces too: twice the heads' data
+        mirrored = trunk_features(model, lambda rows: train_inputs(rows).flip(-1), len(ages))
+        train_maps = torch.cat([train_maps, mirrored])
+        ages, genders = np.concatenate([ages, ages]), np.concatenate([genders, genders])
     val_maps = trunk_features(model, *val_inputs)
     extract_seconds = time.time() - started
 

@@ -80,3 +80,34 @@ def test_refit_refuses_a_model_it_cannot_split() -> None:
     config = {"architecture": "linear", "head_refit": {}}
     with pytest.raises(ValueError, match="linear"):
         refit_heads(module, module, config, None, None, None)  # type: ignore[arg-type]
+
+
+def test_flip_adds_the_mirrored_training_faces(monkeypatch) -> None:
+    import training.head_refit as head_refit
+
+    calls: list[torch.Tensor] = []
+    original = head_refit.trunk_features
+
+    def spy(model, inputs, rows, batch=128):
+        calls.append(inputs(np.arange(rows)))
+        return original(model, inputs, rows, batch)
+
+    monkeypatch.setattr(head_refit, "trunk_features", spy)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((32, 3, 3, 64, 64)).astype(np.float32))
+    ages = rng.uniform(1, 80, 32).astype(np.float32)
+    settings = {"reset": [], "epochs": 1, "lr": 0.01, "batch_size": 16}
+    for flip, expected in ((False, [x, x[:8]]), (True, [x, x.flip(-1), x[:8]])):
+        calls.clear()
+        config = {"architecture": "tiny", "seed": 0, "head_refit": dict(settings, flip=flip)}
+        refit_heads(
+            _tiny(0),
+            _tiny(5),
+            config,
+            (lambda rows: x[rows], ages, np.zeros(32, np.float32)),
+            lambda predicted: 1.0,
+            (lambda rows: x[rows], 8),
+        )
+        assert len(calls) == len(expected)
+        for seen, wanted in zip(calls, expected, strict=True):
+            assert torch.equal(seen, wanted)
