@@ -69,12 +69,16 @@ def refit_heads(
     train: tuple[Callable[[np.ndarray], torch.Tensor], np.ndarray, np.ndarray],
     score: Callable[[np.ndarray], float],
     val_inputs: tuple[Callable[[np.ndarray], torch.Tensor], int],
+    augmented: Callable[[np.ndarray, torch.Generator], torch.Tensor] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the ``head_refit`` stage of ``config`` on ``model`` in place.
 
     ``train`` is (inputs of rows, age targets, gender targets); ``score(val ages)`` is
     the val selection score (lower is better); ``val_inputs`` is (inputs, rows). Returns
     one record per epoch; the model ends with the best-scoring epoch's heads.
+    ``augmented(rows, generator)`` gives randomly augmented inputs of rows, for the
+    setting ``"augmented_copies": N`` (N more passes over the training faces, each face
+    augmented afresh, as more training rows).
     """
     settings = config["head_refit"]
     if not all(hasattr(model, attr) for attr in ("trunk", "features", "from_features")):
@@ -91,6 +95,16 @@ def refit_heads(
         mirrored = trunk_features(model, lambda rows: train_inputs(rows).flip(-1), len(ages))
         train_maps = torch.cat([train_maps, mirrored])
         ages, genders = np.concatenate([ages, ages]), np.concatenate([genders, genders])
+    copies = settings.get("augmented_copies", 0)
+    if copies and augmented is None:
+        raise ValueError("head_refit.augmented_copies needs the augmented training inputs")
+    faces = len(train[1])
+    for copy in range(copies):
+        generator = torch.Generator().manual_seed(seed * 100_003 + 50_000 + copy)
+        extra = trunk_features(model, lambda rows, g=generator: augmented(rows, g), faces)
+        train_maps = torch.cat([train_maps, extra])
+        ages = np.concatenate([ages, train[1]])
+        genders = np.concatenate([genders, train[2]])
     val_maps = trunk_features(model, *val_inputs)
     extract_seconds = time.time() - started
 

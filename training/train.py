@@ -1,6 +1,6 @@
 """Train one model on the cached UTKFace crops.
 
-    python -m training.train c3ae [--epochs N] [--seed S] [--fresh]
+    python -m training.train c3ae [--epochs N] [--seed S] [--fresh] [--stop-after N]
 
 Reads ``training/configs/NAME.json``; checkpoints go to ``runs/NAME/`` (``last.pt``
 every epoch, ``best.pt`` at the best validation score), and a run restarts from
@@ -218,6 +218,9 @@ def train(
             (lambda rows: normalize(train_set.inputs(rows)), *refit_targets),
             lambda ages: selection_score(metrics(val_set, ages, None)),
             (lambda rows: normalize(val_set.inputs(rows)), len(val_set)),
+            lambda rows, generator: normalize(
+                augment(train_set.inputs(rows), config.get("augment", {}), generator)
+            ),
         )
     optimizer = make_optimizer(config, model)
     batch_size = config["batch_size"]

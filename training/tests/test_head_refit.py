@@ -97,9 +97,14 @@ def test_flip_adds_the_mirrored_training_faces(monkeypatch) -> None:
     x = torch.from_numpy(rng.standard_normal((32, 3, 3, 64, 64)).astype(np.float32))
     ages = rng.uniform(1, 80, 32).astype(np.float32)
     settings = {"reset": [], "epochs": 1, "lr": 0.01, "batch_size": 16}
-    for flip, expected in ((False, [x, x[:8]]), (True, [x, x.flip(-1), x[:8]])):
+    runs = (
+        ({}, [x, x[:8]]),
+        ({"flip": True}, [x, x.flip(-1), x[:8]]),
+        ({"flip": True, "augmented_copies": 2}, [x, x.flip(-1), x + 1, x + 1, x[:8]]),
+    )
+    for extra, expected in runs:
         calls.clear()
-        config = {"architecture": "tiny", "seed": 0, "head_refit": dict(settings, flip=flip)}
+        config = {"architecture": "tiny", "seed": 0, "head_refit": dict(settings, **extra)}
         refit_heads(
             _tiny(0),
             _tiny(5),
@@ -107,6 +112,7 @@ def test_flip_adds_the_mirrored_training_faces(monkeypatch) -> None:
             (lambda rows: x[rows], ages, np.zeros(32, np.float32)),
             lambda predicted: 1.0,
             (lambda rows: x[rows], 8),
+            lambda rows, generator: x[rows] + 1,  # a stand-in for the random augmentation
         )
         assert len(calls) == len(expected)
         for seen, wanted in zip(calls, expected, strict=True):
