@@ -90,21 +90,18 @@ def refit_heads(
     reset_modules(model, fresh, settings.get("reset", []))
     train_inputs, ages, genders = train
     started = time.time()
-    train_maps = trunk_features(model, train_inputs, len(ages))
-    if settings.get("flip", False):  # the mirrored faces too: twice the heads' data
-        mirrored = trunk_features(model, lambda rows: train_inputs(rows).flip(-1), len(ages))
-        train_maps = torch.cat([train_maps, mirrored])
-        ages, genders = np.concatenate([ages, ages]), np.concatenate([genders, genders])
+    # each pass over the training faces gives the heads one more row per face
+    passes = [train_inputs]
+    if settings.get("flip", False):
+        passes.append(lambda rows: train_inputs(rows).flip(-1))
     copies = settings.get("augmented_copies", 0)
     if copies and augmented is None:
         raise ValueError("head_refit.augmented_copies needs the augmented training inputs")
-    faces = len(train[1])
     for copy in range(copies):
         generator = torch.Generator().manual_seed(seed * 100_003 + 50_000 + copy)
-        extra = trunk_features(model, lambda rows, g=generator: augmented(rows, g), faces)
-        train_maps = torch.cat([train_maps, extra])
-        ages = np.concatenate([ages, train[1]])
-        genders = np.concatenate([genders, train[2]])
+        passes.append(lambda rows, g=generator: augmented(rows, g))
+    train_maps = torch.cat([trunk_features(model, inputs, len(ages)) for inputs in passes])
+    ages, genders = np.tile(ages, len(passes)), np.tile(genders, len(passes))
     val_maps = trunk_features(model, *val_inputs)
     extract_seconds = time.time() - started
 

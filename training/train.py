@@ -182,12 +182,13 @@ def train(
         train_ages = blend(train_ages, teacher_ages, weight)
         train_genders = blend(train_genders, teacher_genders, weight)
     model = build_model(config["architecture"])
-    if config.get("init_from") and (fresh or not (run_dir / "last.pt").exists()):
+    starting = fresh or not (run_dir / "last.pt").exists()  # not resuming this run
+    if config.get("init_from") and starting:
         # a later stage starts from an earlier run's chosen weights (same architecture)
         start = torch.load(RUNS_DIR / config["init_from"] / "best.pt", weights_only=False)
         model.load_state_dict(start["model"])
         print(f"{name}: initialised from {config['init_from']} epoch {start['epoch']}", flush=True)
-    if config.get("init_from_onnx") and (fresh or not (run_dir / "last.pt").exists()):
+    if config.get("init_from_onnx") and starting:
         # a warm restart from a committed ONNX file: checkpoints do not outlive the machine
         from training.warm_start import AGE_PART, GENDER_PART, warm_start
 
@@ -203,7 +204,6 @@ def train(
     if config.get("channels_last", True):  # 1.5-2.5x faster convolutions on CPU
         model = model.to(memory_format=torch.channels_last)
     refit_history: list[dict[str, Any]] = []
-    starting = fresh or not (run_dir / "last.pt").exists()
     if config.get("head_refit") and starting and limit_batches is None:
         from training.head_refit import refit_heads
 
