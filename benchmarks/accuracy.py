@@ -14,13 +14,18 @@ Writes ``benchmarks/results/accuracy.json`` and ``accuracy.md`` (and PNG plots w
 matplotlib is installed: ``pip install -e .[bench]``) for a run of all models on the
 whole test split; ``--models``, ``--split`` or ``--limit`` write ``accuracy_*.json`` /
 ``.md`` beside them instead. ``--update-manifest`` records the figures of each model
-measured on the whole test split.
+measured on a whole split; on val with ``--flip both`` it also sets each model's
+default ``flip`` (on where mirroring lowered the val MAE without lowering the val
+gender accuracy):
+
+    python -m benchmarks.accuracy --split val --flip both --update-manifest
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import platform
 import sys
 import time
@@ -32,6 +37,7 @@ import numpy as np
 
 import faceage
 from benchmarks.common import (
+    MANIFEST,
     RESULTS_DIR,
     UTKFACE,
     Row,
@@ -247,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--update-manifest",
         action="store_true",
-        help="write each model's full-pipeline test figures into weights_manifest.json",
+        help="write each model's full-pipeline figures into weights_manifest.json "
+        "(on val with --flip both: and its default flip)",
     )
     args = parser.parse_args(argv)
 
@@ -310,13 +317,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / f"accuracy{suffix}.md").write_text(markdown(results), encoding="utf-8")
     if not suffix:
         plots(results, args.out)
-    if full_test and args.update_manifest:
+    if args.update_manifest and args.limit is None:
         update_manifest(results)
+        if args.split == "val":
+            if args.flip != "both":
+                raise SystemExit("choosing each model's default flip needs --flip both")
+            set_flip_defaults(results)
     return 0
 
 
+def flip_pays(runs: dict[str, Any]) -> bool:
+    """Whether mirroring lowered the MAE without lowering the gender accuracy."""
+    off, on = runs["off"], runs["on"]
+    if on["mae"] >= off["mae"]:
+        return False
+    return off.get("gender_accuracy") is None or on["gender_accuracy"] >= off["gender_accuracy"]
+
+
+def set_flip_defaults(results: dict[str, Any], path: Path = MANIFEST) -> None:
+    """Set each measured model's ``flip`` in the manifest from its val figures."""
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    for name, runs in results["models"].items():
+        for section in ("models", "ensembles"):
+            if name in manifest.get(section, {}):
+                manifest[section][name]["flip"] = flip_pays(runs)
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
 def update_manifest(results: dict[str, Any]) -> None:
-    """Record each model's figures as ``metrics.utkface_test_pipeline`` in the manifest."""
+    """Record each model's figures as ``metrics.utkface_{split}_pipeline`` in the manifest."""
+    split = results["split"]
     ensembles = load_manifest().ensembles
     entries = {}
     for name, runs in results["models"].items():
@@ -331,16 +361,19 @@ def update_manifest(results: dict[str, Any]) -> None:
         entry["images"] = off["images"]
         if "on" in runs:
             entry["mae_flip"] = round(runs["on"]["mae"], 4)
+            entry["cs5_flip"] = round(runs["on"]["cs5"], 4)
+            if runs["on"].get("gender_accuracy") is not None:
+                entry["gender_accuracy_flip"] = round(runs["on"]["gender_accuracy"], 4)
         entry["protocol"] = (
             "full faceage pipeline (RetinaFace, alignment, crops, onnxruntime) on the "
-            "UTKFace test images; images with no face found are left out (no_face_share)"
+            f"UTKFace {split} images; images with no face found are left out (no_face_share)"
         )
         entry["command"] = results["command"]
         entry["machine"] = results["machine"]
         if name in ensembles:  # its figures hold only for these member files
             entry["members_sha256"] = {m.name: m.file.sha256 for m in ensembles[name].members}
         entries[name] = entry
-    record_metrics("utkface_test_pipeline", entries)
+    record_metrics(f"utkface_{split}_pipeline", entries)
 
 
 if __name__ == "__main__":

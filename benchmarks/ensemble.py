@@ -53,7 +53,7 @@ GENDER_TIE = 0.001  # share of val faces
 def predictions(name: str, rows: Sequence[Row], detector: MemoDetector) -> dict[str, np.ndarray]:
     """``age`` and ``female`` (P(female), NaN without a gender output) of ``name`` on the
     best-scored face of each row; NaN where no face was found."""
-    estimator = faceage.AgeEstimator.from_pretrained(name, detector=detector)
+    estimator = faceage.AgeEstimator.from_pretrained(name, detector=detector, flip=False)
     ages = np.full(len(rows), np.nan)
     female = np.full(len(rows), np.nan)
     for index, (_, _, face) in enumerate(first_faces(estimator, rows)):

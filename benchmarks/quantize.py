@@ -267,7 +267,7 @@ def quantize_model(
         "sha256": spec.file.sha256,  # which weights: models are retrained in place
         "speed": speed["fp32"],
     }
-    base_estimator = AgeEstimator(spec, source, detector=detector)
+    base_estimator = AgeEstimator(spec, source, detector=detector, flip=False)
     base, base_val = evaluate(base_estimator, rows), evaluate(base_estimator, val_rows)
     report["fp32"].update(
         mae=base["mae"], cs5=base["cs5"], no_face=base["no_face"], val_mae=base_val["mae"]
@@ -288,7 +288,7 @@ def quantize_model(
                 bundled=False,
             ),
         )
-        estimator = AgeEstimator(int8_spec, path, detector=detector)
+        estimator = AgeEstimator(int8_spec, path, detector=detector, flip=False)
         result, val = evaluate(estimator, rows), evaluate(estimator, val_rows)
         entry.update(
             speed=speed[variant],

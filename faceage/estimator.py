@@ -57,7 +57,9 @@ class AgeEstimator:
         providers: onnxruntime execution providers, e.g. ``["CPUExecutionProvider"]``.
         intra_op_num_threads: threads per onnxruntime call (None: one per core).
         max_faces: keep at most this many faces per image (best detection scores).
-        flip: also run each face mirrored and average (test-time augmentation).
+        flip: also run each face mirrored and average (test-time augmentation); None
+            (default): as the model's spec says (``spec.flip``: on for the models whose
+            val error it lowered, see the README's model table).
         max_batch_size: faces per model call.
         detector_options: keyword arguments for the named detector, e.g.
             ``{"score_threshold": 0.8, "min_face_size": 32, "max_side": 1280}``.
@@ -72,7 +74,7 @@ class AgeEstimator:
         providers: ProviderList | None = None,
         intra_op_num_threads: int | None = None,
         max_faces: int | None = None,
-        flip: bool = False,
+        flip: bool | None = None,
         max_batch_size: int = 64,
         detector_options: dict[str, Any] | None = None,
         local_files_only: bool | None = None,
@@ -82,7 +84,7 @@ class AgeEstimator:
             raise ValueError(f"max_faces must be >= 1 or None, got {max_faces}")
         self.spec = spec
         self.max_faces = max_faces
-        self.flip = flip
+        self.flip = spec.flip if flip is None else flip
         self.model: AgeModel | EnsembleModel
         if isinstance(spec, EnsembleSpec):
             if not isinstance(model_path, Mapping):
@@ -130,7 +132,7 @@ class AgeEstimator:
         cache_dir: str | os.PathLike[str] | None = None,
         weights_dir: str | os.PathLike[str] | None = None,
         max_faces: int | None = None,
-        flip: bool = False,
+        flip: bool | None = None,
         max_batch_size: int = 64,
         detector_options: dict[str, Any] | None = None,
     ) -> AgeEstimator:

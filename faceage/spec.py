@@ -75,6 +75,8 @@ class ModelSpec:
         architecture, description, paper, license: text for people.
         params: number of trainable parameters.
         metrics: measured figures (MAE, CS(5), ...) with the command that measured them.
+        flip: whether :class:`~faceage.AgeEstimator` averages each face with its mirror
+            image unless told otherwise (set where it lowered the val error).
     """
 
     name: str
@@ -96,6 +98,7 @@ class ModelSpec:
     license: str = ""
     params: int | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    flip: bool = False
 
     @property
     def num_crops(self) -> int:
@@ -125,6 +128,7 @@ class EnsembleSpec:
         gender_from: names of the members whose P(female) is averaged (may be empty).
         description: text for people.
         metrics: measured figures, as for a model.
+        flip: the default test-time mirroring, as for a model.
     """
 
     name: str
@@ -133,6 +137,7 @@ class EnsembleSpec:
     gender_from: tuple[str, ...] = ()
     description: str = ""
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    flip: bool = False
 
     @property
     def task(self) -> Task:
@@ -258,6 +263,13 @@ def _triple(value: Any, key: str, where: str) -> tuple[float, float, float]:
     return floats[0], floats[1], floats[2]
 
 
+def _flip(entry: Mapping[str, Any], where: str) -> bool:
+    flip = entry.get("flip", False)
+    if not isinstance(flip, bool):
+        raise ModelSpecError(f"{where}: flip must be true or false, got {flip!r}")
+    return flip
+
+
 def parse_model_spec(
     name: str, entry: Mapping[str, Any], *, file: WeightFile | None = None, where: str | None = None
 ) -> ModelSpec:
@@ -324,6 +336,7 @@ def parse_model_spec(
         license=str(entry.get("license", "")),
         params=entry.get("params"),
         metrics=dict(entry.get("metrics", {})),
+        flip=_flip(entry, where),
     )
 
 
@@ -377,6 +390,7 @@ def parse_ensemble_spec(
         gender_from=gender_from,
         description=str(entry.get("description", "")),
         metrics=dict(entry.get("metrics", {})),
+        flip=_flip(entry, where),
     )
 
 
@@ -405,6 +419,7 @@ USER_SPEC_KEYS: dict[str, frozenset[str]] = {
             "license",
             "params",
             "metrics",
+            "flip",
         }
     ),
     "file": frozenset({"filename", "sha256", "size", "repo_id", "revision", "bundled"}),

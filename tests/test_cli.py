@@ -417,6 +417,10 @@ def test_find_mae() -> None:
     assert find_mae({"utkface_test": {"mae": 4.2}, "utkface_val": {"mae": 4.0}}) == 4.2
     both = {"utkface_test": {"mae": 4.2}, "utkface_test_pipeline": {"mae": 4.4}}
     assert find_mae(both) == 4.4
+    flipped = {"utkface_test_pipeline": {"mae": 4.4, "mae_flip": 4.3}}
+    assert find_mae(flipped) == 4.4
+    assert find_mae(flipped, flip=True) == 4.3
+    assert find_mae(both, flip=True) == 4.4  # no figure with flip: the plain one
 
 
 def test_download_needs_a_name(capsys: pytest.CaptureFixture[str]) -> None:
@@ -491,3 +495,23 @@ def test_logged_exceptions_have_no_traceback_without_debug() -> None:
         "faceage: ERROR: model call failed (model call exploded)"
     )
     assert "Traceback" in _LogFormatter(show_tracebacks=True).format(record)
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"), [([], None), (["--flip"], True), (["--no-flip"], False)]
+)
+def test_flip_option_leaves_the_default_to_the_model(
+    option: list[str], expected: bool | None, tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faceage import estimator
+
+    seen: dict[str, Any] = {}
+
+    def spy(name: str, **kwargs: Any) -> None:
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(estimator.AgeEstimator, "from_pretrained", spy)
+    with pytest.raises(SystemExit):
+        main(["predict", "x.jpg", "--model", tiny_model, *option])
+    assert seen["flip"] is expected

@@ -164,6 +164,37 @@ def test_flip_and_max_faces(tmp_path: Path, real_faces: list[Path]) -> None:
             assert b[0].age == pytest.approx(a[0].age, abs=1e-3)
 
 
+def test_flip_default_comes_from_the_spec_and_an_argument_overrides_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = write_tiny_model(tmp_path / "tiny")
+    spec = load_spec_file(directory / "faceage.json")
+    flipping = dataclasses.replace(spec, flip=True)
+    image = np.full((48, 48, 3), 90, np.uint8)
+    for chosen, flip, runs in ((spec, None, 1), (flipping, None, 2), (flipping, False, 1)):
+        estimator = AgeEstimator(chosen, directory / "model.onnx", detector=None, flip=flip)
+        calls: list[int] = []
+        original = estimator.model.run_crops
+
+        def counting(crops: np.ndarray, original=original, calls=calls) -> object:
+            calls.append(len(crops))
+            return original(crops)
+
+        monkeypatch.setattr(estimator.model, "run_crops", counting)
+        (face,) = estimator.predict(image)
+        assert estimator.flip is (runs == 2)
+        assert calls == [1] * runs  # the mirrored crops are a second call
+        assert face.age == pytest.approx(_expected_age(image), abs=1e-3)
+
+
+def test_a_spec_flip_must_be_a_boolean(tmp_path: Path) -> None:
+    entry = tiny_spec_dict()
+    assert parse_model_spec("tiny", {**entry, "flip": True}).flip is True
+    assert parse_model_spec("tiny", entry).flip is False
+    with pytest.raises(ModelSpecError, match="flip must be true or false"):
+        parse_model_spec("tiny", {**entry, "flip": "yes"})
+
+
 def test_predict_folder_streams_in_sorted_order(tmp_path: Path, real_faces: list[Path]) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -16,14 +16,21 @@ mirrored training crops, as more training rows), then trains every parameter out
 the trunk on those features (AdamW, cosine learning rate, the model's own loss) and
 keeps the epoch with the best val score. The model needs ``features(x)`` and
 ``from_features(maps)`` with ``forward = from_features o features``.
+
+The trunk's features depend only on the starting weights, the crops and the passes,
+not on the head settings, so ``train`` keeps them on disk (``runs/refit-features/``,
+named by a hash of those) and a second refit of the same start skips the extraction:
+refit settings can be compared on val in minutes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +64,24 @@ def trunk_features(
     return torch.cat(out)
 
 
+def features_key(config: dict[str, Any]) -> str:
+    """What the trunk features of a refit depend on, hashed: the starting weights, the
+    crops and the training passes (not the head settings)."""
+    settings = config["head_refit"]
+    parts = {
+        "start": config.get("init_from_onnx") or config.get("init_from"),
+        "architecture": config["architecture"],
+        "input_size": config["input_size"],
+        "crop_scales": config["crop_scales"],
+        "cache_scales": config.get("cache_scales"),
+        "seed": config.get("seed", 0),
+        "flip": settings.get("flip", False),
+        "augmented_copies": settings.get("augmented_copies", 0),
+        "augment": config.get("augment") if settings.get("augmented_copies") else None,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     trunk = {id(p) for name in model.trunk for p in model.get_submodule(name).parameters()}
     return [p for p in model.parameters() if id(p) not in trunk]
@@ -70,6 +95,7 @@ def refit_heads(
     score: Callable[[np.ndarray], float],
     val_inputs: tuple[Callable[[np.ndarray], torch.Tensor], int],
     augmented: Callable[[np.ndarray, torch.Generator], torch.Tensor] | None = None,
+    cache: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run the ``head_refit`` stage of ``config`` on ``model`` in place.
 
@@ -100,9 +126,21 @@ def refit_heads(
     for copy in range(copies):
         generator = torch.Generator().manual_seed(seed * 100_003 + 50_000 + copy)
         passes.append(lambda rows, g=generator: augmented(rows, g))
-    train_maps = torch.cat([trunk_features(model, inputs, len(ages)) for inputs in passes])
+    if cache is not None and cache.exists():
+        stored = torch.load(cache, weights_only=True)
+        train_maps, val_maps = stored["train"], stored["val"]
+        print(f"head_refit: trunk features from {cache}", flush=True)
+    else:
+        train_maps = torch.cat([trunk_features(model, inputs, len(ages)) for inputs in passes])
+        val_maps = trunk_features(model, *val_inputs)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_suffix(".partial")
+            torch.save({"train": train_maps, "val": val_maps}, partial)
+            partial.replace(cache)
+    if len(train_maps) != len(ages) * len(passes) or len(val_maps) != val_inputs[1]:
+        raise ValueError(f"{cache} holds features of other rows: delete it")
     ages, genders = np.tile(ages, len(passes)), np.tile(genders, len(passes))
-    val_maps = trunk_features(model, *val_inputs)
     extract_seconds = time.time() - started
 
     params = head_parameters(model)

@@ -205,7 +205,7 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     refit_history: list[dict[str, Any]] = []
     if config.get("head_refit") and starting and limit_batches is None:
-        from training.head_refit import refit_heads
+        from training.head_refit import features_key, refit_heads
 
         refit_targets = (
             (train_ages, train_genders) if distilling(config, 0) else (label_ages, label_genders)
@@ -221,6 +221,10 @@ def train(
             lambda rows, generator: normalize(
                 augment(train_set.inputs(rows), config.get("augment", {}), generator)
             ),
+            # features of a committed file's trunk are the same for every refit of it
+            cache=RUNS_DIR / "refit-features" / f"{features_key(config)}.pt"
+            if config.get("init_from_onnx")
+            else None,
         )
     optimizer = make_optimizer(config, model)
     batch_size = config["batch_size"]

@@ -123,7 +123,7 @@ class FaceagePredictor:
         providers: ProviderList | None = None,
         intra_op_num_threads: int | None = None,
         max_faces: int | None = None,
-        flip: bool = False,
+        flip: bool | None = None,
         max_batch_size: int = 64,
         detector_options: dict[str, object] | None = None,
         local_files_only: bool | None = None,

@@ -91,12 +91,22 @@ class MobileAgeNet(nn.Module):
         self.age_head = nn.Linear(hidden, 1)
         self.gender_head = nn.Linear(hidden, 1)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    #: the backbone; the neck and the two heads are what ``head_refit`` trains
+    trunk = ("backbone",)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled 960 features."""
         if x.dim() == 5:
             x = x[:, 0]
-        features = self.neck(self.backbone(x))
+        return self.backbone(x)
+
+    def from_features(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.neck(pooled)
         age = AGE_MAX * torch.sigmoid(self.age_head(features)).squeeze(1)
         return {"age": age, "gender_logit": self.gender_head(features).squeeze(1)}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.from_features(self.features(x))
 
     def loss(
         self, out: dict[str, torch.Tensor], ages: torch.Tensor, genders: torch.Tensor

@@ -117,3 +117,70 @@ def test_flip_adds_the_mirrored_training_faces(monkeypatch) -> None:
         assert len(calls) == len(expected)
         for seen, wanted in zip(calls, expected, strict=True):
             assert torch.equal(seen, wanted)
+
+
+def test_trunk_features_are_kept_on_disk_and_reused(monkeypatch, tmp_path) -> None:
+    import training.head_refit as head_refit
+
+    calls: list[int] = []
+    original = head_refit.trunk_features
+
+    def spy(model, inputs, rows, batch=128):
+        calls.append(rows)
+        return original(model, inputs, rows, batch)
+
+    monkeypatch.setattr(head_refit, "trunk_features", spy)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((32, 3, 3, 64, 64)).astype(np.float32))
+    ages = rng.uniform(1, 80, 32).astype(np.float32)
+    config = {
+        "architecture": "tiny",
+        "seed": 0,
+        "head_refit": {"reset": [], "epochs": 2, "lr": 0.01, "batch_size": 16, "flip": True},
+    }
+    cache = tmp_path / "features" / "key.pt"
+    histories = []
+    for _ in range(2):
+        histories.append(
+            refit_heads(
+                _tiny(0),
+                _tiny(5),
+                config,
+                (lambda rows: x[rows], ages, np.zeros(32, np.float32)),
+                lambda predicted: float(np.mean(predicted)),
+                (lambda rows: x[rows], 8),
+                cache=cache,
+            )
+        )
+    assert calls == [32, 32, 8]  # train, mirrored train, val: once, by the first refit
+    assert cache.exists() and not cache.with_suffix(".partial").exists()
+    # the same features give the same refit
+    assert [r["val_score"] for r in histories[0]] == [r["val_score"] for r in histories[1]]
+    with pytest.raises(ValueError, match="other rows"):  # a cache of another data set
+        refit_heads(
+            _tiny(0),
+            _tiny(5),
+            config,
+            (lambda rows: x[rows], ages[:16], np.zeros(16, np.float32)),
+            lambda predicted: 1.0,
+            (lambda rows: x[rows], 8),
+            cache=cache,
+        )
+
+
+def test_features_key_follows_what_the_features_depend_on() -> None:
+    from training.head_refit import features_key
+
+    config = {
+        "init_from_onnx": "sephsrnet@abc",
+        "architecture": "sephsrnet",
+        "input_size": 64,
+        "crop_scales": [0.8, 1.0, 1.25],
+        "head_refit": {"reset": ["stage_h"], "epochs": 90, "lr": 0.001, "flip": True},
+        "distill": {"weight": 0.5},
+    }
+    key = features_key(config)
+    same = {**config, "head_refit": {**config["head_refit"], "lr": 0.01, "epochs": 5}}
+    assert features_key({**same, "distill": {"weight": 0.7}}) == key
+    assert features_key({**config, "init_from_onnx": "sephsrnet@def"}) != key
+    assert features_key({**config, "head_refit": {**config["head_refit"], "flip": False}}) != key

@@ -34,6 +34,16 @@ def test_mobileagenet_bounded_age() -> None:
     assert 0 <= float(out["age"]) <= 116
 
 
+def test_mobileagenet_splits_into_trunk_and_heads() -> None:
+    model = build_model("mobileagenet").eval()
+    x = torch.randn(2, 3, 112, 112)
+    pooled = model.features(x)
+    assert pooled.shape == (2, 960)
+    whole, split = model(x), model.from_features(pooled)
+    for key in ("age", "gender_logit"):
+        assert torch.equal(whole[key], split[key])
+
+
 def test_two_point_representation_reconstructs_age() -> None:
     ages = torch.tensor([0.0, 4.0, 68.0, 74.0, 116.0])
     target = two_point_representation(ages)
