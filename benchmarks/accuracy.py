@@ -257,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(on val with --flip both: and its default flip)",
     )
     args = parser.parse_args(argv)
+    if args.update_manifest and args.split == "val" and args.flip != "both":
+        parser.error("--split val --update-manifest chooses each model's flip: use --flip both")
 
     names = (
         [*(s.name for s in faceage.list_models()), *sorted(load_manifest().ensembles)]
@@ -320,8 +322,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.update_manifest and args.limit is None:
         update_manifest(results)
         if args.split == "val":
-            if args.flip != "both":
-                raise SystemExit("choosing each model's default flip needs --flip both")
             set_flip_defaults(results)
     return 0
 

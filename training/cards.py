@@ -62,6 +62,14 @@ CHOICES: dict[str, str] = {
   0.998), same teachers pinned to 53bc33a: the average held 92.1-92.65% on val over
   all 20 epochs (raw weights 91.1-92.5%), best 92.65% at epoch 3 against 92.6% before,
   a one-image gain, so this net is the previous one nudged, not a better recipe.
+- Third warm restart (ships), from that file (0f308e7): 20 epochs at peak lr 5e-4,
+  the same average, teachers weighted 0.8 instead of 0.5 (targets 0.2 label + 0.8 the
+  teachers' mean P(female)). Averaged val 92.2-92.8% over the 20 epochs, best 92.84%
+  at epoch 11 and 92.6-92.74% over the last nine; cached test 91.96% (91.91% before).
+  Trained under the scratch name `xg-w08` with this config and copied to
+  `runs/ssrnet-gender` (the run's name changes nothing it computes).
+- Flip is off by default for this model: mirroring lowers its val gender accuracy
+  (92.8% -> 92.0%) though it lowers the val MAE of its age net (5.91 -> 5.75).
 - The packed age net is `ssrnet`'s; its checkpoint was gone, so the export read it
   from the committed `faceage/weights/ssrnet.onnx` (same ages: val MAE 5.9077).""",
     "hsrnet": """\

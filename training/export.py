@@ -234,6 +234,8 @@ def update_manifest(
         # same bytes: keep figures measured elsewhere (e.g. benchmarks' full-pipeline run)
         for key, value in previous.get("metrics", {}).items():
             entry["metrics"].setdefault(key, value)
+        if "flip" in previous:  # new weights get theirs from their own val run
+            entry["flip"] = previous["flip"]
     elif "speed" in previous.get("metrics", {}) and all(
         previous.get(key) == entry[key] for key in ("architecture", "params", "input")
     ):
