@@ -358,10 +358,14 @@ def _distill(config: dict[str, Any]) -> list[str]:
             f"the mean prediction of {_teacher_list(settings['teachers'])} (ONNX files, on "
             "the un-augmented training crops), for age and for P(female)."
         )
-    return [
+    lines = [
         f"- Distilled (`training/distill.py`). {when} targets are {1 - weight:g} x label + "
         f"{weight:g} x {of_what}"
     ]
+    if "gender_weight" in settings:
+        gender = settings["gender_weight"]
+        lines[0] += f" For P(female) the weights are {1 - gender:g} and {gender:g} instead."
+    return lines
 
 
 def _head_refit(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
@@ -371,11 +375,18 @@ def _head_refit(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
     refit = [r for r in results.get("history", []) if r.get("stage") == "head_refit"]
     best = min(refit, key=lambda r: r["val_score"]) if refit else None
     modules = ", ".join(f"`{name}`" for name in settings.get("reset", [])) or "none"
+    copies = settings.get("augmented_copies", 0)
+    passes = ["the un-augmented training crops"]
+    if settings.get("flip"):
+        passes.append("their mirror images")
+    if copies:
+        passes.append(f"{copies} randomly augmented cop{'ies' if copies > 1 else 'y'} of each")
     return [
         "- Head refit first (`training/head_refit.py`): after the warm start, modules "
-        f"{modules} re-initialised, the conv trunk frozen and run once on the "
-        f"un-augmented training crops"
-        + (" and their mirror images" if settings.get("flip") else "")
+        f"{modules} re-initialised, the trunk frozen and run once on "
+        + ", ".join(passes[:-1])
+        + (" and " if len(passes) > 1 else "")
+        + passes[-1]
         + ", the heads trained on its features for "
         f"{settings['epochs']} epochs (batch {settings.get('batch_size', 128)}, AdamW lr "
         f"{settings['lr']:g}, cosine)"
