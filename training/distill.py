@@ -12,7 +12,7 @@ show``): a run that distils from a model it will replace, or one retrained later
 replays with the same teacher. ``"from_epoch": E`` distils only from epoch E on (a warm
 restart of a run that was trained on the labels alone). ``"gender_teachers": [...]``
 gives P(female) its own teachers (the age still comes from ``teachers``): an ensemble's
-age and gender members differ; ``"gender_weight": W`` gives P(female) its own weight.
+age and gender members differ.
 """
 
 from __future__ import annotations

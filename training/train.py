@@ -180,8 +180,7 @@ def train(
         teacher_ages, teacher_genders = soft_targets(config, train_set.ages)
         weight = config["distill"]["weight"]
         train_ages = blend(train_ages, teacher_ages, weight)
-        gender_weight = config["distill"].get("gender_weight", weight)
-        train_genders = blend(train_genders, teacher_genders, gender_weight)
+        train_genders = blend(train_genders, teacher_genders, weight)
     model = build_model(config["architecture"])
     starting = fresh or not (run_dir / "last.pt").exists()  # not resuming this run
     if config.get("init_from") and starting:
