@@ -68,6 +68,10 @@ CHOICES: dict[str, str] = {
   at epoch 11 and 92.6-92.74% over the last nine; cached test 91.96% (91.91% before).
   Trained under the scratch name `xg-w08` with this config and copied to
   `runs/ssrnet-gender` (the run's name changes nothing it computes).
+  Tried after it and not shipped: a restart from this file (664270e) on the teachers
+  alone (weight 1.0), the new `mobileagenet` (9e21844) in place of the old one: val
+  92.3-92.79% over 20 epochs, best 92.79% < 92.84% (its cached test was 92.06%, which
+  does not choose).
 - Flip is off by default for this model: mirroring lowers its val gender accuracy
   (92.8% -> 92.0%) though it lowers the val MAE of its age net (5.91 -> 5.75).
 - The packed age net is `ssrnet`'s; its checkpoint was gone, so the export read it
@@ -127,7 +131,14 @@ CHOICES: dict[str, str] = {
   weight average) gave val 5.37 averaged and 5.62 raw, so augmented whole-network
   training still pulls the trunk away from the refitted heads; one randomly augmented
   copy of every face on top of the mirror images (`head_refit.augmented_copies` 1, 60
-  refit epochs) gave val 5.28.""",
+  refit epochs) gave val 5.28.
+- Fifth run (ships): the same refit from the same file (53bc33a), its trunk features
+  now kept on disk so that refit settings could be compared on val for the cost of the
+  refit alone. Peak lr 2e-3 instead of 1e-3: val 5.227 (best refit epoch 58 of 90),
+  test on cached crops 5.318 (5.332 before). Same features, tried and not shipped:
+  distillation weight 0.7, val 5.255; 0.3, val 5.254 (0.5 stays). Trained under the
+  scratch name `xs-lr2` with this config and copied to `runs/sephsrnet` (the name
+  changes nothing the run computes).""",
     "sephsrnet-tiny": """\
 - SepHSR(30,10) as in Tables 2-4 with 4x4 adaptive pooling in both stages (12.9K
   parameters against the paper's 13.1K).
