@@ -213,7 +213,9 @@ CHOICES: dict[str, str] = {
   within 0.01 of the best count as a tie (as in `benchmarks.ensemble`), broken by val
   gender accuracy: the fresh heads. Afterwards, the fresh-head refit with P(female)
   distilled at weight 0.8 (age still 0.5; a scratch option, removed): val 4.878,
-  gender 93.1%, not better.
+  gender 93.1%, not better; ten augmented copies instead of four (twelve rows per
+  face): val 4.889 (92.6%), ending its schedule at 4.92, not better (its cached test
+  was 5.03, which does not choose).
 - Weights stored as float32: with all weights in float16 (6.5 MB instead of 13 MB) the
   export missed parity (max |age difference| 0.058 years against <= 0.01).""",
 }
