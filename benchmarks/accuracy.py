@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import platform
 import sys
 import time
@@ -41,6 +40,7 @@ from benchmarks.common import (
     RESULTS_DIR,
     UTKFACE,
     Row,
+    edit_entries,
     machine_description,
     read_utkface,
     record_metrics,
@@ -336,12 +336,11 @@ def flip_pays(runs: dict[str, Any]) -> bool:
 
 def set_flip_defaults(results: dict[str, Any], path: Path = MANIFEST) -> None:
     """Set each measured model's ``flip`` in the manifest from its val figures."""
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    for name, runs in results["models"].items():
-        for section in ("models", "ensembles"):
-            if name in manifest.get(section, {}):
-                manifest[section][name]["flip"] = flip_pays(runs)
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+    def put(name: str, entry: dict[str, Any]) -> None:
+        entry["flip"] = flip_pays(results["models"][name])
+
+    edit_entries(results["models"], put, path)
 
 
 def update_manifest(results: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import platform
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,12 +72,24 @@ def manifest_models() -> dict[str, Any]:
     return models
 
 
+def edit_entries(
+    names: Iterable[str], edit: Callable[[str, dict[str, Any]], None], path: Path = MANIFEST
+) -> None:
+    """Call ``edit(name, entry)`` on the manifest entry of each of ``names`` that is a
+    registered model or ensemble (others are skipped), then write the manifest back."""
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    for name in names:
+        for section in ("models", "ensembles"):
+            if name in manifest.get(section, {}):
+                edit(name, manifest[section][name])
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
 def record_metrics(key: str, entries: dict[str, dict[str, Any]]) -> None:
     """Write ``entries[name]`` as ``metrics[key]`` of each registered model (or ensemble)
     in the manifest."""
-    manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
-    for name, entry in entries.items():
-        for section in ("models", "ensembles"):
-            if name in manifest.get(section, {}):
-                manifest[section][name].setdefault("metrics", {})[key] = entry
-    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+    def put(name: str, entry: dict[str, Any]) -> None:
+        entry.setdefault("metrics", {})[key] = entries[name]
+
+    edit_entries(entries, put)

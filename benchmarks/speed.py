@@ -50,7 +50,7 @@ from faceage.estimator import DEFAULT_MODEL
 from faceage.hub import resolve_weight_file
 from faceage.images import load_image
 from faceage.inference import AgeModel
-from faceage.preprocess import face_crops, to_input_tensor
+from faceage.preprocess import face_crops, mirror_crops, to_input_tensor
 from faceage.spec import EnsembleSpec, ModelSpec, load_manifest
 
 
@@ -152,7 +152,7 @@ def bench_pipeline(spec: ModelSpec, path: Path, files: Sequence[Path]) -> dict[s
             crops = np.concatenate(batch_crops)
             model.run(to_input_tensor(crops, spec))
             if spec.flip:  # the model's default: each face mirrored too, as the estimator does
-                model.run(to_input_tensor(np.ascontiguousarray(crops[:, :, :, ::-1]), spec))
+                model.run(to_input_tensor(mirror_crops(crops), spec))
             stages["model"] += time.perf_counter() - start
             batch_crops.clear()
 

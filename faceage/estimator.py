@@ -25,7 +25,7 @@ from faceage.ensemble import EnsembleModel
 from faceage.folders import iter_image_files
 from faceage.images import ColorOrder, ImageInput, describe_input, load_image
 from faceage.inference import AgeModel, AgeOutputs
-from faceage.preprocess import face_crops
+from faceage.preprocess import face_crops, mirror_crops
 from faceage.results import Face, Gender, ImageResult
 from faceage.runtime import ProviderList
 from faceage.spec import EnsembleSpec, ModelSpec, load_manifest
@@ -320,7 +320,7 @@ class AgeEstimator:
         outputs = self.model.run_crops(crops)
         if not self.flip:
             return outputs
-        mirrored = self.model.run_crops(np.ascontiguousarray(crops[:, :, :, ::-1]))
+        mirrored = self.model.run_crops(mirror_crops(crops))
         return AgeOutputs(
             age=(outputs.age + mirrored.age) / 2,
             age_std=None

@@ -27,6 +27,11 @@ def face_crops(
     )
 
 
+def mirror_crops(crops: np.ndarray) -> np.ndarray:
+    """The crops ``(N, K, S, S, 3)`` flipped left to right (test-time flip)."""
+    return np.ascontiguousarray(crops[:, :, :, ::-1])
+
+
 def to_input_tensor(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """Normalise uint8 BGR crops ``(N, K, S, S, 3)`` into the model's float32 input."""
     if crops.ndim != 5 or crops.shape[1] != spec.num_crops or crops.shape[-1] != 3:

@@ -69,7 +69,7 @@ def features_key(config: dict[str, Any]) -> str:
     crops and the training passes (not the head settings)."""
     settings = config["head_refit"]
     parts = {
-        "start": config.get("init_from_onnx") or config.get("init_from"),
+        "start": config["init_from_onnx"],  # only a committed file's features are kept
         "architecture": config["architecture"],
         "input_size": config["input_size"],
         "crop_scales": config["crop_scales"],
