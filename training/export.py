@@ -54,7 +54,7 @@ def load_trained(name: str, *, from_onnx_if_gone: bool = False) -> torch.nn.Modu
     ``faceage/weights/NAME.onnx`` instead: exact in eval mode (``training.warm_start``),
     and the export's parity check covers them as usual."""
     config = load_config(name)
-    model = build_model(config["architecture"])
+    model = build_model(config["architecture"], config.get("model_options"))
     checkpoint = RUNS_DIR / name / "best.pt"
     if checkpoint.exists() or not from_onnx_if_gone:
         model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])

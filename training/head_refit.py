@@ -16,6 +16,9 @@ mirrored training crops, as more training rows), then trains every parameter out
 the trunk on those features (AdamW, cosine learning rate, the model's own loss) and
 keeps the epoch with the best val score. The model needs ``features(x)`` and
 ``from_features(maps)`` with ``forward = from_features o features``.
+``"train_blocks": N`` (a model with ``train_last_blocks``, e.g. mobileagenet) moves the
+trunk's last N blocks out of it: they are trained with the heads, on the features of
+the layer before them.
 
 The trunk's features depend only on the starting weights, the crops and the passes,
 not on the head settings, so ``train`` keeps them on disk (``runs/refit-features/``,
@@ -79,6 +82,8 @@ def features_key(config: dict[str, Any]) -> str:
         "augmented_copies": settings.get("augmented_copies", 0),
         "augment": config.get("augment") if settings.get("augmented_copies") else None,
     }
+    if settings.get("train_blocks"):  # (absent otherwise: keys of earlier caches stand)
+        parts["train_blocks"] = settings["train_blocks"]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -112,6 +117,10 @@ def refit_heads(
             f"{config['architecture']} has no trunk/features/from_features: "
             "head_refit cannot split it"
         )
+    if settings.get("train_blocks"):
+        if not hasattr(model, "train_last_blocks"):
+            raise ValueError(f"{config['architecture']} cannot train part of its trunk")
+        model.train_last_blocks(settings["train_blocks"])
     seed = config.get("seed", 0)
     reset_modules(model, fresh, settings.get("reset", []))
     train_inputs, ages, genders = train

@@ -181,7 +181,7 @@ def train(
         weight = config["distill"]["weight"]
         train_ages = blend(train_ages, teacher_ages, weight)
         train_genders = blend(train_genders, teacher_genders, weight)
-    model = build_model(config["architecture"])
+    model = build_model(config["architecture"], config.get("model_options"))
     starting = fresh or not (run_dir / "last.pt").exists()  # not resuming this run
     if config.get("init_from") and starting:
         # a later stage starts from an earlier run's chosen weights (same architecture)
@@ -213,7 +213,7 @@ def train(
         torch.manual_seed(seed)  # the reset modules start as a fresh model of this seed has them
         refit_history = refit_heads(
             model,
-            build_model(config["architecture"]),
+            build_model(config["architecture"], config.get("model_options")),
             config,
             (lambda rows: normalize(train_set.inputs(rows)), *refit_targets),
             lambda ages: selection_score(metrics(val_set, ages, None)),

@@ -28,6 +28,8 @@ from training.models.common import AGE_MAX, conv_bn
 LAMBDA_ETA = 0.25
 LAMBDA_DELTA = 0.25
 FUSION_CHANNELS = 10
+GENDER_LOSSES = ("mse", "bce")
+PROB_EPS = 1e-4
 
 
 def _stream(channels: int, activation: type[nn.Module], pool: type[nn.Module]) -> nn.ModuleList:
@@ -78,11 +80,18 @@ class FusionBlock(nn.Module):
 
 class SSRNet(nn.Module):
     def __init__(
-        self, stages: tuple[int, ...] = (3, 3, 3), value_range: float = AGE_MAX, target: str = "age"
+        self,
+        stages: tuple[int, ...] = (3, 3, 3),
+        value_range: float = AGE_MAX,
+        target: str = "age",
+        gender_loss: str = "mse",
     ) -> None:
         super().__init__()
         if len(stages) != 3:
             raise ValueError("SSR-Net here has exactly three stages")
+        if gender_loss not in GENDER_LOSSES:
+            raise ValueError(f"gender_loss {gender_loss!r}: choose one of {GENDER_LOSSES}")
+        self.gender_loss = gender_loss
         self.stages = stages
         self.value_range = value_range
         self.target = target
@@ -124,6 +133,14 @@ class SSRNet(nn.Module):
     ) -> torch.Tensor:
         if self.target == "age":
             return F.l1_loss(out["age"], ages)
-        # gender regressed to 0 (male) / 1 (female); squared error so the output
-        # estimates the probability of "female"
-        return F.mse_loss(out["gender"], genders.float())
+        # gender regressed to 0 (male) / 1 (female) so the output estimates P(female):
+        # by squared error (the paper's), or by cross-entropy on the output read as a
+        # probability, which pushes hardest on confident mistakes; the network has no
+        # sigmoid, so a second term pulls outputs outside [0, 1] back to its edge
+        value, target = out["gender"], genders.float()
+        if self.gender_loss == "mse":
+            return F.mse_loss(value, target)
+        inside = value.clamp(PROB_EPS, 1 - PROB_EPS)
+        return F.binary_cross_entropy(inside, target) + F.mse_loss(
+            value, value.clamp(0, 1).detach()
+        )

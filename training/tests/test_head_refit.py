@@ -184,3 +184,38 @@ def test_features_key_follows_what_the_features_depend_on() -> None:
     assert features_key({**same, "distill": {"weight": 0.7}}) == key
     assert features_key({**config, "init_from_onnx": "sephsrnet@def"}) != key
     assert features_key({**config, "head_refit": {**config["head_refit"], "flip": False}}) != key
+    tail = {**config, "head_refit": {**config["head_refit"], "train_blocks": 2}}
+    assert features_key(tail) != key
+
+
+def test_train_blocks_trains_the_end_of_the_trunk_with_the_heads() -> None:
+    from training.models.mobileagenet import MobileAgeNet
+
+    torch.manual_seed(0)
+    model = MobileAgeNet(hidden=8)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((32, 3, 32, 32)).astype(np.float32))
+    ages = rng.uniform(1, 80, 32).astype(np.float32)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    config = {
+        "architecture": "mobileagenet",
+        "seed": 0,
+        "head_refit": {"epochs": 1, "lr": 0.01, "batch_size": 16, "train_blocks": 1},
+    }
+    refit_heads(
+        model,
+        MobileAgeNet(hidden=8),
+        config,
+        (lambda rows: x[rows], ages, np.zeros(32, np.float32)),
+        lambda predicted: 1.0,
+        (lambda rows: x[rows], 8),
+    )
+    changed = {
+        key.split(".")[0]
+        for key, value in model.backbone.state_dict().items()
+        if not torch.equal(value, before[key])
+    }
+    assert changed == {"17", "18", "19"}  # the last block, the 1x1 conv and its BatchNorm
+    no_split = {"architecture": "tiny", "head_refit": {"train_blocks": 1}}
+    with pytest.raises(ValueError, match="tiny cannot train part of its trunk"):
+        refit_heads(_tiny(0), _tiny(1), no_split, None, None, None)  # type: ignore[arg-type]

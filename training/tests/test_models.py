@@ -44,6 +44,43 @@ def test_mobileagenet_splits_into_trunk_and_heads() -> None:
         assert torch.equal(whole[key], split[key])
 
 
+def test_mobileagenet_can_move_its_last_blocks_out_of_the_trunk() -> None:
+    model = build_model("mobileagenet").eval()
+    x = torch.randn(2, 3, 112, 112)
+    whole = model(x)
+    model.train_last_blocks(2)
+    maps = model.features(x)
+    assert maps.shape == (2, 160, 4, 4)  # the output of block 13 of 15
+    assert model.trunk[-1] == "backbone.15" and "backbone.16" not in model.trunk
+    split = model.from_features(maps)
+    for key in ("age", "gender_logit"):
+        assert torch.equal(whole[key], split[key])
+    model.train_last_blocks(0)
+    assert model.features(x).shape == (2, 960)
+    with pytest.raises(ValueError, match="train_blocks"):
+        model.train_last_blocks(16)
+
+
+def test_ssrnet_gender_cross_entropy_punishes_confident_mistakes_most() -> None:
+    model = build_model("ssrnet-gender", {"gender_loss": "bce"})
+    female = torch.ones(1)
+
+    def loss(value: float) -> float:
+        return float(model.loss({"gender": torch.tensor([value])}, torch.zeros(1), female))
+
+    assert loss(0.9) < loss(0.5) < loss(0.1) < loss(0.01)
+    assert loss(0.01) - loss(0.1) > loss(0.5) - loss(0.9)  # steeper where it is wrong
+    assert loss(1.3) > loss(1.0)  # pulled back into [0, 1]
+    squared = build_model("ssrnet-gender")
+    assert float(squared.loss({"gender": torch.tensor([0.1])}, torch.zeros(1), female)) == (
+        pytest.approx(0.81)
+    )
+    with pytest.raises(ValueError, match="gender_loss"):
+        build_model("ssrnet-gender", {"gender_loss": "hinge"})
+    with pytest.raises(ValueError, match="c3ae does not take model_options"):
+        build_model("c3ae", {"gender_loss": "bce"})
+
+
 def test_two_point_representation_reconstructs_age() -> None:
     ages = torch.tensor([0.0, 4.0, 68.0, 74.0, 116.0])
     target = two_point_representation(ages)
