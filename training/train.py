@@ -76,14 +76,18 @@ class CachedSplit:
         return to_unit_rgb(self.crops[rows])
 
 
-def predict(model: torch.nn.Module, data: CachedSplit, batch_size: int = 512):
-    """Ages and (if the model has one) P(female) for every row of a split."""
+def predict(
+    model: torch.nn.Module, data: CachedSplit, batch_size: int = 512, *, mirrored: bool = False
+):
+    """Ages and (if the model has one) P(female) for every row of a split (``mirrored``:
+    of every row's mirror image)."""
     model.eval()
     ages, genders = [], []
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
             rows = np.arange(start, min(start + batch_size, len(data)))
-            out = model(normalize(data.inputs(rows)))
+            x = normalize(data.inputs(rows))
+            out = model(x.flip(-1) if mirrored else x)
             if "age" in out:
                 ages.append(out["age"].clamp(0, AGE_MAX).numpy())
             if "gender" in out or "gender_logit" in out:
@@ -112,6 +116,20 @@ def metrics(
 def selection_score(result: dict[str, float]) -> float:
     """Lower is better: val MAE, or val gender error for a gender-only net."""
     return result["mae"] if "mae" in result else 1.0 - result["gender_accuracy"]
+
+
+def validate(
+    model: torch.nn.Module, data: CachedSplit, config: dict[str, Any]
+) -> tuple[dict[str, float], dict[str, float] | None, float]:
+    """Val metrics, those of the mirrored val faces (``"validate_mirrored": true``, else
+    None), and the selection score: the mean of both scores when mirrored. A face and its
+    mirror image are equally likely photos, so the mean picks epochs less by the luck of
+    one orientation."""
+    val = metrics(data, *predict(model, data))
+    if not config.get("validate_mirrored"):
+        return val, None, selection_score(val)
+    mirrored = metrics(data, *predict(model, data, mirrored=True))
+    return val, mirrored, (selection_score(val) + selection_score(mirrored)) / 2
 
 
 def learning_rate(
@@ -293,8 +311,7 @@ def train(
                 average.update(model)
             losses.append(loss.item())
         train_seconds = time.time() - started
-        val = metrics(val_set, *predict(average.model if average else model, val_set))
-        score = selection_score(val)
+        val, val_mirrored, score = validate(average.model if average else model, val_set, config)
         record = {
             "epoch": epoch + 1,
             "train_loss": round(float(np.mean(losses)), 4),
@@ -303,6 +320,9 @@ def train(
             "seconds": round(time.time() - started, 1),
             "train_seconds": round(train_seconds, 1),
         }
+        if val_mirrored is not None:
+            record["val_mirrored"] = val_mirrored
+            record["val_score"] = round(score, 5)
         if average is not None:  # what the raw weights would have scored
             record["val_raw"] = metrics(val_set, *predict(model, val_set))
         if limit_batches is not None:  # a timing run: leave the checkpoints alone
