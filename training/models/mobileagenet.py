@@ -7,8 +7,8 @@ global average pooling. The summary we have gives only "compact regression head"
 "bounded age regression" and 3.23M parameters; our head: Linear 960 -> 256 +
 h-swish + dropout 0.2, then ``116 * sigmoid(Linear 256 -> 1)`` for age (bounded to
 [0, 116]) and ``Linear 256 -> 1`` for the gender logit; 3.22M parameters in all.
-No ImageNet weights can be downloaded here, so its training (from scratch or after a
-proxy pre-training) is left to a later session.
+No ImageNet weights can be downloaded here; how the backbone got its start instead is
+in ``training/cards/mobileagenet.md``.
 """
 
 from __future__ import annotations
