@@ -417,7 +417,14 @@ def _head_refit(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
         return []
     refit = [r for r in results.get("history", []) if r.get("stage") == "head_refit"]
     best = min(refit, key=lambda r: r["val_score"]) if refit else None
-    modules = ", ".join(f"`{name}`" for name in settings.get("reset", [])) or "none"
+    reset = ", ".join(f"`{name}`" for name in settings.get("reset", []))
+    blocks = settings.get("train_blocks", 0)
+    trunk = (
+        f"the trunk (the backbone but its last {blocks} block{'s' if blocks > 1 else ''} and "
+        "final 1x1 conv, which train with the heads) frozen"
+        if blocks
+        else "the trunk frozen"
+    )
     copies = settings.get("augmented_copies", 0)
     passes = ["the un-augmented training crops"]
     if settings.get("flip"):
@@ -425,8 +432,9 @@ def _head_refit(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
     if copies:
         passes.append(f"{copies} randomly augmented cop{'ies' if copies > 1 else 'y'} of each")
     return [
-        "- Head refit first (`training/head_refit.py`): after the warm start, modules "
-        f"{modules} re-initialised, the trunk frozen and run once on "
+        "- Head refit first (`training/head_refit.py`): after the warm start, "
+        + (f"modules {reset} re-initialised, " if reset else "no module re-initialised, ")
+        + f"{trunk} and run once on "
         + ", ".join(passes[:-1])
         + (" and " if len(passes) > 1 else "")
         + passes[-1]
