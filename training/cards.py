@@ -455,6 +455,14 @@ def _head_refit(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _chosen_epoch(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The history record of the chosen training epoch (not a head-refit epoch)."""
+    for record in results.get("history", []):
+        if "stage" not in record and record.get("epoch") == results["best_epoch"]:
+            return record
+    return None
+
+
 def _ema(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
     settings = config.get("ema")
     if not settings:
@@ -466,15 +474,11 @@ def _ema(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
         + (f", from epoch {start + 1}" if start else "")
         + ") is what is validated, chosen and exported; the raw weights go on training"
     )
-    chosen = [
-        r
-        for r in results.get("history", [])
-        if "stage" not in r and r.get("epoch") == results["best_epoch"]
-    ]
-    if chosen and "val_raw" in chosen[0]:
+    chosen = _chosen_epoch(results)
+    if chosen and "val_raw" in chosen:
         line += (
-            f". At the chosen epoch: val {_score(chosen[0]['val'])} averaged, "
-            f"{_score(chosen[0]['val_raw'])} raw"
+            f". At the chosen epoch: val {_score(chosen['val'])} averaged, "
+            f"{_score(chosen['val_raw'])} raw"
         )
     return [line + "."]
 
@@ -482,19 +486,15 @@ def _ema(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
 def _mirrored(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
     if not config.get("validate_mirrored"):
         return []
-    chosen = [
-        r
-        for r in results.get("history", [])
-        if "stage" not in r and r.get("epoch") == results["best_epoch"]
-    ]
+    chosen = _chosen_epoch(results)
     line = (
         "- Epochs chosen on the mean of the val score and the score on the mirror images "
         "of the val faces (`validate_mirrored`)"
     )
-    if chosen and "val_mirrored" in chosen[0]:
+    if chosen and "val_mirrored" in chosen:
         line += (
-            f". At the chosen epoch: val {_score(chosen[0]['val'])}, mirrored "
-            f"{_score(chosen[0]['val_mirrored'])}"
+            f". At the chosen epoch: val {_score(chosen['val'])}, mirrored "
+            f"{_score(chosen['val_mirrored'])}"
         )
     return [line + "."]
 
