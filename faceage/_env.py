@@ -12,6 +12,8 @@ import os
 FACEAGE_WEIGHTS_DIR_ENV = "FACEAGE_WEIGHTS_DIR"
 #: Largest image (in pixels) faceage decodes; bigger headers are refused before allocation.
 FACEAGE_MAX_PIXELS_ENV = "FACEAGE_MAX_PIXELS"
+#: "1" lets onnxruntime's idle intra-op threads spin between calls (off by default).
+FACEAGE_ORT_SPINNING_ENV = "FACEAGE_ORT_SPINNING"
 
 DEFAULT_MAX_PIXELS = 100_000_000
 
@@ -37,3 +39,13 @@ def max_pixels() -> int:
     if value <= 0:
         raise ValueError(f"{FACEAGE_MAX_PIXELS_ENV} must be positive, got {value}")
     return value
+
+
+def ort_spinning() -> bool:
+    """Return whether ``$FACEAGE_ORT_SPINNING`` asks for spinning threads (default: no)."""
+    raw = os.environ.get(FACEAGE_ORT_SPINNING_ENV, "").strip()
+    if raw in ("", "0"):
+        return False
+    if raw == "1":
+        return True
+    raise ValueError(f"{FACEAGE_ORT_SPINNING_ENV}={raw!r}: set it to 1 (spin) or 0 (do not)")

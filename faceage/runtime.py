@@ -13,6 +13,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from faceage import _env
 from faceage.errors import ModelSpecError
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def create_session(
     providers: ProviderList | None = None,
     intra_op_num_threads: int | None = None,
     inter_op_num_threads: int | None = None,
+    allow_spinning: bool | None = None,
 ) -> ort.InferenceSession:
     """Create an onnxruntime session for an ONNX file path or serialized bytes.
 
@@ -43,6 +45,12 @@ def create_session(
         intra_op_num_threads: threads inside one operator (0 or None lets
             onnxruntime choose, which is one per physical core).
         inter_op_num_threads: threads across independent operators.
+        allow_spinning: let idle intra-op threads busy-wait for the next call
+            (onnxruntime's own default); None reads ``$FACEAGE_ORT_SPINNING`` ("1" or
+            "0"), which defaults to off: a prediction takes turns between the detector's
+            session, one or more age models' sessions and Python, and threads spinning
+            in one session take the cores the next one needs (measured by
+            ``python -m benchmarks.spin``; figures in the README).
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -51,6 +59,8 @@ def create_session(
         options.intra_op_num_threads = int(intra_op_num_threads)
     if inter_op_num_threads is not None:
         options.inter_op_num_threads = int(inter_op_num_threads)
+    spin = _env.ort_spinning() if allow_spinning is None else allow_spinning
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     chosen = list(providers) if providers is not None else default_providers()
     source: str | bytes = model if isinstance(model, bytes) else os.fspath(Path(model))
     try:
