@@ -9,9 +9,10 @@ turns between the detector's session, the age model's session(s) and Python. For
 spinning off and on (``$FACEAGE_ORT_SPINNING``) and 1 and 2 intra-op threads this
 measures: ms per image of ``AgeEstimator.predict`` on decoded UTKFace test images
 (c3ae and mobileagenet, detection included), the ensemble's batch-1 latency and
-batch-32 throughput from uint8 crops, and one c3ae session called back to back at
-batch 64. The settings alternate within each round, so a machine that gets busier
-part-way through slows them alike; each figure is the median over the rounds.
+batch-32 throughput from uint8 crops, and each of those two models' session alone,
+called back to back at batch 1 and 64. The settings alternate within each round, so a
+machine that gets busier part-way through slows them alike; each figure is the median
+over the rounds.
 """
 
 from __future__ import annotations
@@ -78,14 +79,18 @@ def one_round(spin: str, threads: int, images: list[np.ndarray], repeats: int) -
         out["ensemble_batch32_faces_per_s"] = 32 / statistics.median(
             timed(partial(ensemble.run_crops, many), repeats=repeats)
         )
-        c3ae = manifest.model("c3ae")
-        model = AgeModel(
-            c3ae, resolve_weight_file(c3ae.file, name="c3ae"), intra_op_num_threads=threads
-        )
-        tensor = model_input(c3ae, 64)
-        out["c3ae_session_batch64_faces_per_s"] = 64 / statistics.median(
-            timed(partial(model.run, tensor), repeats=repeats)
-        )
+        for name in PIPELINE_MODELS:
+            spec_one = manifest.model(name)
+            path = resolve_weight_file(spec_one.file, name=name)
+            model = AgeModel(spec_one, path, intra_op_num_threads=threads)
+            one_face = model_input(spec_one, 1)
+            out[f"{name}_session_batch1_ms"] = 1000 * statistics.median(
+                timed(partial(model.run, one_face), repeats=10 * repeats)
+            )
+            tensor = model_input(spec_one, 64)
+            out[f"{name}_session_batch64_faces_per_s"] = 64 / statistics.median(
+                timed(partial(model.run, tensor), repeats=repeats)
+            )
     return out
 
 
@@ -95,7 +100,14 @@ def markdown(results: dict[str, Any]) -> str:
         ("mobileagenet_predict_ms_per_image", "mobileagenet predict, ms/image", 2),
         ("ensemble_batch1_ms", "ensemble batch 1, ms", 2),
         ("ensemble_batch32_faces_per_s", "ensemble batch 32, faces/s", 0),
+        ("c3ae_session_batch1_ms", "c3ae session alone, batch 1, ms", 3),
         ("c3ae_session_batch64_faces_per_s", "c3ae session alone, batch 64, faces/s", 0),
+        ("mobileagenet_session_batch1_ms", "mobileagenet session alone, batch 1, ms", 3),
+        (
+            "mobileagenet_session_batch64_faces_per_s",
+            "mobileagenet session alone, batch 64, faces/s",
+            0,
+        ),
     ]
     lines = [
         "| spinning | threads | " + " | ".join(title for _, title, _ in columns) + " |",
