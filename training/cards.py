@@ -92,10 +92,10 @@ CHOICES: dict[str, str] = {
   changes nothing it computes). The same recipe for 100 epochs (2 threads, 23-30 s per
   epoch; ship rule set before it ended: mean >= 92.66%): best mean 92.33% at epoch 72
   (val 92.42%, mirrored 92.23%), 92.2% at the end, so not shipped; one seed each, so
-  60 against 100 epochs is not settled. The shipped recipe with seeds 1, 2 and 3
+  60 against 100 epochs is not settled. The shipped recipe with seeds 1, 2, 3 and 4
   (rule: ship the best only above this file's 92.56%): best means 91.93% (epoch 50),
-  90.56% (60) and 92.12% (50), so seed 0 is the lucky end of a spread of 2 points on
-  the val mean. Also not shipped (same rule): a 20-epoch restart from this file at
+  90.56% (60), 92.12% (50) and 91.76% (51), so seed 0 is the lucky end of a spread of
+  2 points on the val mean. Also not shipped (same rule): a 20-epoch restart from this file at
   peak lr 5e-4 with the weight average, whose plain val rose to 93.02% while mirrored
   val stayed at 91.9-92.0% (best mean 92.53% at the last epoch); and the recipe at
   peak lr 1e-3 instead of 3e-3, stopped at epoch 50 of 60 with its best mean 91.83%
