@@ -1,4 +1,5 @@
-"""Where the tests find ../shared (UTKFace faces, YuNet files): beside the repo checkout."""
+"""What several test modules share: where ../shared is (UTKFace faces, YuNet files:
+beside the repo checkout), and how a session's spinning setting reads."""
 
 from __future__ import annotations
 
@@ -19,3 +20,9 @@ def utkface_rows(split: str = "test", limit: int | None = None) -> list[dict[str
 
 def utkface_image(row: dict[str, str]) -> Path:
     return UTKFACE / "images" / row["file"]
+
+
+def spinning_entry(session: object) -> str:
+    """The ``session.intra_op.allow_spinning`` entry an onnxruntime session was made with."""
+    options = session.get_session_options()  # type: ignore[attr-defined]
+    return str(options.get_session_config_entry("session.intra_op.allow_spinning"))

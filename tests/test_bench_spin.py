@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from faceage.runtime import create_session
+from tests._shared import spinning_entry
 from tests.tiny_models import write_tiny_model
 
 spin = pytest.importorskip("benchmarks.spin")
 
 
 def _entry(model: Path) -> str:
-    options = create_session(model).get_session_options()
-    return str(options.get_session_config_entry("session.intra_op.allow_spinning"))
+    return spinning_entry(create_session(model))
 
 
 def test_a_setting_holds_inside_and_the_environment_comes_back(

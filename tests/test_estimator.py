@@ -16,7 +16,7 @@ from faceage.estimator import AgeEstimator
 from faceage.results import Face
 from faceage.runtime import create_session
 from faceage.spec import load_spec_file, parse_model_spec
-from tests._shared import utkface_image, utkface_rows
+from tests._shared import spinning_entry, utkface_image, utkface_rows
 from tests.tiny_models import tiny_spec_dict, write_tiny_model
 
 
@@ -239,11 +239,6 @@ def test_batch_sources_name_results_and_errors(tmp_path: Path, real_faces: list[
         estimator.predict_batch([b"x"], sources=["a", "b"])
 
 
-def _spinning(session: object) -> str:
-    options = session.get_session_options()  # type: ignore[attr-defined]
-    return str(options.get_session_config_entry("session.intra_op.allow_spinning"))
-
-
 def test_sessions_do_not_spin_between_calls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -253,12 +248,12 @@ def test_sessions_do_not_spin_between_calls(
     sessions = [m.session for m in estimator.model.models.values()]  # type: ignore[union-attr]
     sessions.append(estimator.detector._session)  # type: ignore[union-attr]
     assert len(sessions) == 5
-    assert {_spinning(s) for s in sessions} == {"0"}
+    assert {spinning_entry(s) for s in sessions} == {"0"}
     model = write_tiny_model(tmp_path / "tiny") / "model.onnx"
-    assert _spinning(create_session(model, allow_spinning=True)) == "1"
+    assert spinning_entry(create_session(model, allow_spinning=True)) == "1"
     monkeypatch.setenv("FACEAGE_ORT_SPINNING", "1")
-    assert _spinning(create_session(model)) == "1"
-    assert _spinning(create_session(model, allow_spinning=False)) == "0"
+    assert spinning_entry(create_session(model)) == "1"
+    assert spinning_entry(create_session(model, allow_spinning=False)) == "0"
     monkeypatch.setenv("FACEAGE_ORT_SPINNING", "yes")
     with pytest.raises(ValueError, match=r"FACEAGE_ORT_SPINNING='yes'.*1 \(spin\) or 0"):
         create_session(model)
