@@ -15,6 +15,9 @@ Figure 1 of the paper, SSR-Net(3,3,3) on one 64x64 crop:
 
 Parameters: 40.5K trainable (the paper's 40.9K also counts BN running statistics).
 The same network with V = 1 regresses gender (the paper's "bonus" gender model).
+With ``aux_age_weight`` > 0 the gender network also trains a second set of fusion
+blocks that regresses age from the same two streams (an auxiliary task); they run
+only in training mode, so the exported graph and its parameter count are the paper's.
 """
 
 from __future__ import annotations
@@ -78,6 +81,17 @@ class FusionBlock(nn.Module):
         return prob, eta, delta
 
 
+# stage 1 on block 4 (4x4), stage 2 on block 2 (14x14 -> 3x3), stage 3 on block 1
+# (31x31 -> 3x3)
+DEPTH_OF_STAGE = (3, 1, 0)
+
+
+def _fusion_blocks(stages: tuple[int, ...]) -> nn.ModuleList:
+    return nn.ModuleList(
+        [FusionBlock(stages[0], 1, 4), FusionBlock(stages[1], 4, 3), FusionBlock(stages[2], 8, 3)]
+    )
+
+
 class SSRNet(nn.Module):
     def __init__(
         self,
@@ -85,27 +99,25 @@ class SSRNet(nn.Module):
         value_range: float = AGE_MAX,
         target: str = "age",
         gender_loss: str = "mse",
+        aux_age_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if len(stages) != 3:
             raise ValueError("SSR-Net here has exactly three stages")
         if gender_loss not in GENDER_LOSSES:
             raise ValueError(f"gender_loss {gender_loss!r}: choose one of {GENDER_LOSSES}")
+        if aux_age_weight < 0 or (aux_age_weight and target != "gender"):
+            raise ValueError("aux_age_weight: a weight >= 0, for the gender network only")
         self.gender_loss = gender_loss
+        self.aux_age_weight = aux_age_weight
         self.stages = stages
         self.value_range = value_range
         self.target = target
         self.x_stream = _stream(32, nn.ReLU, nn.AvgPool2d)
         self.s_stream = _stream(16, nn.Tanh, nn.MaxPool2d)
-        # stage 1 on block 4 (4x4), stage 2 on block 2 (14x14 -> 3x3), stage 3 on block 1
-        # (31x31 -> 3x3)
-        self.fusion = nn.ModuleList(
-            [
-                FusionBlock(stages[0], 1, 4),
-                FusionBlock(stages[1], 4, 3),
-                FusionBlock(stages[2], 8, 3),
-            ]
-        )
+        self.fusion = _fusion_blocks(stages)
+        # training-only heads are named aux_*: count_params leaves them out
+        self.aux_age_fusion = _fusion_blocks(stages) if aux_age_weight else None
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() == 5:
@@ -116,17 +128,25 @@ class SSRNet(nn.Module):
             a, s = xb(a), sb(s)
             xs.append(a)
             ss.append(s)
-        depth_of_stage = (3, 1, 0)
+        out = {self.target: self._regress(self.fusion, xs, ss) * self.value_range}
+        if self.aux_age_fusion is not None and self.training:
+            out["aux_age"] = self._regress(self.aux_age_fusion, xs, ss) * AGE_MAX
+        return out
+
+    def _regress(
+        self, fusion_blocks: nn.ModuleList, xs: list[torch.Tensor], ss: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """The soft stagewise sum of the three stages, in units of V."""
+        x = xs[0]
         value = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         width = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
-        for stage, (fusion, bins) in enumerate(zip(self.fusion, self.stages)):
-            depth = depth_of_stage[stage]
+        for stage, (fusion, bins) in enumerate(zip(fusion_blocks, self.stages)):
+            depth = DEPTH_OF_STAGE[stage]
             prob, eta, delta = fusion(xs[depth], ss[depth])
             index = torch.arange(bins, dtype=x.dtype, device=x.device)
             width = width * bins * (1 + LAMBDA_DELTA * delta)
             value = value + ((index + LAMBDA_ETA * eta) * prob).sum(1) / width
-        value = value * self.value_range
-        return {self.target: value}
+        return value
 
     def loss(
         self, out: dict[str, torch.Tensor], ages: torch.Tensor, genders: torch.Tensor
@@ -139,8 +159,12 @@ class SSRNet(nn.Module):
         # sigmoid, so a second term pulls outputs outside [0, 1] back to its edge
         value, target = out["gender"], genders.float()
         if self.gender_loss == "mse":
-            return F.mse_loss(value, target)
-        inside = value.clamp(PROB_EPS, 1 - PROB_EPS)
-        return F.binary_cross_entropy(inside, target) + F.mse_loss(
-            value, value.clamp(0, 1).detach()
-        )
+            loss = F.mse_loss(value, target)
+        else:
+            inside = value.clamp(PROB_EPS, 1 - PROB_EPS)
+            loss = F.binary_cross_entropy(inside, target) + F.mse_loss(
+                value, value.clamp(0, 1).detach()
+            )
+        if "aux_age" in out:  # the age error in units of the age range
+            loss = loss + self.aux_age_weight * F.l1_loss(out["aux_age"], ages) / AGE_MAX
+        return loss

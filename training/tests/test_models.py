@@ -5,6 +5,8 @@ python -m pytest training/tests
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -12,6 +14,7 @@ torch = pytest.importorskip("torch")
 from training.augment import augment  # noqa: E402
 from training.models import ARCHITECTURES, ExportGraph, build_model, count_params  # noqa: E402
 from training.models.c3ae import BIN_WIDTH, two_point_representation  # noqa: E402
+from training.models.ssrnet import SSRNet  # noqa: E402
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
@@ -79,6 +82,50 @@ def test_ssrnet_gender_cross_entropy_punishes_confident_mistakes_most() -> None:
         build_model("ssrnet-gender", {"gender_loss": "hinge"})
     with pytest.raises(ValueError, match="c3ae does not take model_options"):
         build_model("c3ae", {"gender_loss": "bce"})
+
+
+def test_ssrnet_gender_auxiliary_age_head_trains_but_is_not_exported() -> None:
+    torch.manual_seed(0)
+    plain = build_model("ssrnet-gender")
+    torch.manual_seed(0)
+    aux = build_model("ssrnet-gender", {"aux_age_weight": 1.0})
+    assert count_params(aux) == count_params(plain)  # the aux_* heads are not counted
+    assert sum(p.numel() for p in aux.parameters()) > count_params(aux)
+    # the shared parts start alike, and in eval mode the aux net is the plain net
+    aux.load_state_dict({**aux.state_dict(), **plain.state_dict()})
+    x = torch.randn(3, 1, 3, 64, 64)
+    plain.eval(), aux.eval()
+    assert set(aux(x)) == {"gender"} and torch.equal(aux(x)["gender"], plain(x)["gender"])
+    aux.train()
+    out = aux(x)
+    assert set(out) == {"gender", "aux_age"} and out["aux_age"].shape == (3,)
+    genders = torch.tensor([0.0, 1.0, 1.0])
+    # the age labels reach the loss only through the auxiliary head
+    young, old = torch.full((3,), 5.0), torch.full((3,), 80.0)
+    assert float(aux.loss(out, young, genders)) != float(aux.loss(out, old, genders))
+    without = {"gender": out["gender"]}
+    assert float(aux.loss(without, young, genders)) == float(aux.loss(without, old, genders))
+    with pytest.raises(ValueError, match="aux_age_weight"):
+        build_model("ssrnet-gender", {"aux_age_weight": -1.0})
+    with pytest.raises(ValueError, match="aux_age_weight"):
+        SSRNet(target="age", aux_age_weight=1.0)
+
+
+def test_ssrnet_gender_auxiliary_age_head_stays_out_of_the_onnx_file() -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from training.export import to_onnx
+
+    def exported_values(options: dict | None) -> int:
+        torch.manual_seed(0)
+        graph = ExportGraph(build_model("ssrnet").eval(), build_model("ssrnet-gender", options))
+        buffer = io.BytesIO()
+        to_onnx(graph.eval(), torch.zeros(1, 3, 64, 64), buffer, ["age", "gender"])
+        model = onnx.load_from_string(buffer.getvalue())
+        return sum(numpy_helper.to_array(t).size for t in model.graph.initializer)
+
+    assert exported_values({"aux_age_weight": 1.0}) == exported_values(None)
 
 
 def test_two_point_representation_reconstructs_age() -> None:
