@@ -3,7 +3,10 @@
 One random geometric transform per face (flip, shift, scale, rotation) is applied to all
 of its context crops alike, since they show the same face; pixels moved in from outside
 are black, as at inference (``faceage.alignment.BORDER_VALUE``). Colour jitter
-(brightness, contrast, saturation) works on RGB pixels in [0, 1].
+(brightness, contrast, saturation) works on RGB pixels in [0, 1]. Random erasing
+(``"erase": {"p": 0.5, "max_side": 0.4}``) greys out one rectangle of a face with
+probability p, each side 10% to ``max_side`` of the crop, in the same place on every
+crop of the face.
 """
 
 from __future__ import annotations
@@ -67,4 +70,21 @@ def augment(x: torch.Tensor, settings: dict[str, Any], generator: torch.Generato
         x = mean + (x - mean) * (1 + uniform(-contrast, contrast)).view(shape)
     if brightness:
         x = x * (1 + uniform(-brightness, brightness)).view(shape)
-    return x.clamp_(0.0, 1.0)
+    x = x.clamp_(0.0, 1.0)
+    if settings.get("erase"):
+        x = erase(x, settings["erase"], uniform, generator)
+    return x
+
+
+def erase(x: torch.Tensor, settings: dict[str, Any], uniform: Any, generator: torch.Generator):
+    """Grey (0.5) out one random rectangle per face, with probability ``settings["p"]``."""
+    n, size = x.shape[0], x.shape[-1]
+    chosen = torch.rand(n, generator=generator) < settings.get("p", 0.5)
+    high = settings.get("max_side", 0.4)
+    height, width = uniform(0.1, high), uniform(0.1, high)
+    top, left = uniform(0, 1) * (1 - height), uniform(0, 1) * (1 - width)
+    position = (torch.arange(size, dtype=x.dtype) + 0.5) / size
+    rows = (position >= top[:, None]) & (position < (top + height)[:, None])
+    cols = (position >= left[:, None]) & (position < (left + width)[:, None])
+    mask = (rows[:, :, None] & cols[:, None, :] & chosen[:, None, None]).view(n, 1, 1, size, size)
+    return torch.where(mask, torch.full_like(x, 0.5), x)

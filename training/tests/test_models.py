@@ -162,6 +162,23 @@ def test_augmentation_is_reproducible_and_keeps_range() -> None:
     assert float(a.min()) >= 0 and float(a.max()) <= 1
 
 
+def test_random_erasing_greys_one_rectangle_on_every_crop_of_chosen_faces() -> None:
+    x = torch.zeros(64, 2, 3, 32, 32)  # black faces: an erased pixel is the only grey one
+    out = augment(x, {"erase": {"p": 0.5, "max_side": 0.4}}, torch.Generator().manual_seed(3))
+    grey = out == 0.5
+    erased = grey.flatten(1).any(1)
+    assert 10 < int(erased.sum()) < 54  # about half the faces
+    assert torch.equal(grey[:, 0], grey[:, 1])  # the same place on both crops
+    for face in torch.nonzero(erased).flatten().tolist():
+        mask = grey[face, 0, 0]
+        rows, cols = mask.any(1), mask.any(0)
+        assert int(mask.sum()) == int(rows.sum()) * int(cols.sum())  # one rectangle
+        assert 3 <= int(rows.sum()) <= 13 and 3 <= int(cols.sum()) <= 13  # 10-40% of 32 px
+    assert torch.equal(out[~erased], x[~erased])
+    untouched = augment(x, {"flip": True}, torch.Generator().manual_seed(3))
+    assert not bool((untouched == 0.5).any())
+
+
 def test_agegendernet_loss_weighs_age_and_gender_alike() -> None:
     model = build_model("agegendernet")
     ages, genders = torch.tensor([30.0, 60.0]), torch.tensor([0, 1])
