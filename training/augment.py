@@ -12,6 +12,7 @@ crop of the face.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -76,7 +77,12 @@ def augment(x: torch.Tensor, settings: dict[str, Any], generator: torch.Generato
     return x
 
 
-def erase(x: torch.Tensor, settings: dict[str, Any], uniform: Any, generator: torch.Generator):
+def erase(
+    x: torch.Tensor,
+    settings: dict[str, Any],
+    uniform: Callable[[float, float], torch.Tensor],
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Grey (0.5) out one random rectangle per face, with probability ``settings["p"]``."""
     n, size = x.shape[0], x.shape[-1]
     chosen = torch.rand(n, generator=generator) < settings.get("p", 0.5)
