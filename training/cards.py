@@ -416,20 +416,31 @@ def _distill(config: dict[str, Any]) -> list[str]:
     weight = settings["weight"]
     start = settings.get("from_epoch", 0)
     when = f"From epoch {start + 1} on, the" if start else "The"
+    seen = (
+        "each on its own crops of the very view the student trains on, every batch"
+        if settings.get("online")
+        else "on the un-augmented training crops"
+    )
     if "gender_teachers" in settings:
         of_what = (
             f"the mean prediction of {_teacher_list(settings['teachers'])} for age, and of "
-            f"{_teacher_list(settings['gender_teachers'])} for P(female) (ONNX files, on the "
-            "un-augmented training crops)."
+            f"{_teacher_list(settings['gender_teachers'])} for P(female) (ONNX files, {seen})."
         )
     else:
         of_what = (
-            f"the mean prediction of {_teacher_list(settings['teachers'])} (ONNX files, on "
-            "the un-augmented training crops), for age and for P(female)."
+            f"the mean prediction of {_teacher_list(settings['teachers'])} (ONNX files, "
+            f"{seen}), for age and for P(female)."
         )
+    mixup = settings.get("mixup")
+    mixed = (
+        f" Each face is blended with another of its batch, weight ~ Beta({mixup:g}, {mixup:g}),"
+        " in the student's and the teachers' views and in the label alike."
+        if mixup
+        else ""
+    )
     return [
         f"- Distilled (`training/distill.py`). {when} targets are {1 - weight:g} x label + "
-        f"{weight:g} x {of_what}"
+        f"{weight:g} x {of_what}{mixed}"
     ]
 
 

@@ -192,7 +192,12 @@ def train(
     train_set, val_set = CachedSplit(config, "train"), CachedSplit(config, "val")
     train_ages, train_genders = train_set.ages, train_set.genders.astype(np.float32)
     label_ages, label_genders = train_ages, train_genders
-    if config.get("distill"):
+    online = None
+    if config.get("distill", {}).get("online"):
+        from training.distill import OnlineTeachers  # the teachers label every batch
+
+        online = OnlineTeachers(config, train_set)
+    elif config.get("distill"):
         from training.distill import blend, soft_targets  # runs the teachers' ONNX files
 
         teacher_ages, teacher_genders = soft_targets(config, train_set.ages)
@@ -293,9 +298,13 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, total_steps, steps_per_epoch)
             rows = np.sort(order[batch * batch_size : (batch + 1) * batch_size])
+            view_state = generator.get_state()
             x = augment(train_set.inputs(rows), config.get("augment", {}), generator)
-            ages = torch.from_numpy(epoch_ages[rows])
-            genders = torch.from_numpy(epoch_genders[rows])
+            if online is not None and distilled:
+                x, ages, genders = online.batch(rows, x, view_state, generator)
+            else:
+                ages = torch.from_numpy(epoch_ages[rows])
+                genders = torch.from_numpy(epoch_genders[rows])
             # bfloat16 autocast: ~1.7x faster convolutions on a CPU with AVX512-BF16;
             # the loss, the optimiser state, validation and export stay float32
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
