@@ -112,6 +112,11 @@ CHOICES: dict[str, str] = {
   term), best mean 92.47% (epoch 45; plain 92.28%, mirrored 92.65%). All four ran
   within 0.5 points of the shipped run epoch by epoch, so none changes what the net
   learns by more than its seed does.
+- Consistent teaching (same rule, seed 0): the teachers run on every batch, each on
+  its own crops moved and coloured exactly as the student's (`"online": true`, ~100 s
+  per epoch at one thread, two runs at once), best mean 92.14% (epoch 59); and the same
+  with mixup of the faces, views and labels (`"mixup": 0.5`), best mean 92.30% (epoch
+  59). Both trailed the shipped run by 0.3-1 point through most of the schedule.
 - Flip is on by default for this net: mirroring lowers the val MAE of its age net
   (5.91 -> 5.74) and leaves its val gender accuracy as it was (92.70% -> 92.74%). The
   earlier lineage had it off (val gender 92.8% -> 92.0% with it, the flattered
