@@ -137,7 +137,8 @@ class OnlineTeachers:
         options = ort.SessionOptions()
         options.intra_op_num_threads = config.get("threads", 2)
         options.inter_op_num_threads = 1
-        self.teachers: dict[str, tuple[Any, Any, int]] = {}
+        # per teacher: its crops, its session, how many crops it reads, its output names
+        self.teachers: dict[str, tuple[Any, Any, int, list[str]]] = {}
         for teacher in dict.fromkeys(self.age_names + self.gender_names):
             name, onnx_bytes = teacher_bytes(teacher)
             teacher_config = load_config(name)
@@ -149,12 +150,9 @@ class OnlineTeachers:
             if not np.array_equal(data.ages, student_data.ages):
                 raise ValueError(f"teacher {teacher!r} reads other training rows")
             session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-            self.teachers[teacher] = (data, session, len(teacher_config["crop_scales"]))
-        genderless = [
-            n
-            for n in self.gender_names
-            if "gender" not in {output.name for output in self.teachers[n][1].get_outputs()}
-        ]
+            outputs = [output.name for output in session.get_outputs()]
+            self.teachers[teacher] = (data, session, len(teacher_config["crop_scales"]), outputs)
+        genderless = [n for n in self.gender_names if "gender" not in self.teachers[n][3]]
         if genderless:
             raise ValueError(f"gender teachers {genderless} predict no gender")
         self._student_data = student_data
@@ -174,7 +172,7 @@ class OnlineTeachers:
         from training.augment import augment, normalize
 
         views: dict[str, torch.Tensor] = {}
-        for teacher, (data, _, _) in self.teachers.items():
+        for teacher, (data, *_) in self.teachers.items():
             if data is self._student_data:
                 views[teacher] = x
             else:
@@ -194,10 +192,9 @@ class OnlineTeachers:
             views = {teacher: mixed if view is x else mix(view) for teacher, view in views.items()}
             x, ages, genders = mixed, mix(ages), mix(genders)
         predictions: dict[str, dict[str, np.ndarray]] = {}
-        for teacher, (_, session, num_crops) in self.teachers.items():
+        for teacher, (_, session, num_crops, names) in self.teachers.items():
             view = normalize(views[teacher]).numpy()
             outputs = session.run(None, {"input": view[:, 0] if num_crops == 1 else view})
-            names = [output.name for output in session.get_outputs()]
             predictions[teacher] = dict(zip(names, outputs, strict=True))
         teacher_age = np.mean([predictions[n]["age"] for n in self.age_names], axis=0)
         teacher_gender = np.mean([predictions[n]["gender"] for n in self.gender_names], axis=0)
