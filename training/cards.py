@@ -95,8 +95,9 @@ CHOICES: dict[str, str] = {
   60 against 100 epochs is not settled. The shipped recipe with seeds 1, 2, 3 and 4
   (rule: ship the best only above this file's 92.56%): best means 91.93% (epoch 50),
   90.56% (60), 92.12% (50) and 91.76% (51); seeds 5 and 6 (same rule, later): 92.23%
-  (45) and 92.04% (37). So seed 0 is the lucky end of a spread of 2 points on the val
-  mean. Also not shipped (same rule): a 20-epoch restart from this file at
+  (45) and 92.04% (37); seeds 7 and 8 (same rule, later): 92.34% (53) and 90.55%
+  (49). So seed 0 is the lucky end of a spread of 2 points on the val mean over nine
+  seeds. Also not shipped (same rule): a 20-epoch restart from this file at
   peak lr 5e-4 with the weight average, whose plain val rose to 93.02% while mirrored
   val stayed at 91.9-92.0% (best mean 92.53% at the last epoch); and the recipe at
   peak lr 1e-3 instead of 3e-3, stopped at epoch 50 of 60 with its best mean 91.83%
