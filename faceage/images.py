@@ -3,8 +3,9 @@
 Everything downstream (detectors, alignment, crops) works on ``HxWx3 uint8`` BGR
 arrays, so this module is the single gate where paths, bytes, numpy arrays and
 PIL images are checked: missing files, empty or truncated data, enormous headers
-(refused before any pixel buffer is allocated), grayscale, alpha, 16-bit and
-EXIF-rotated photos all end here as a normal image or a typed error.
+and PNG chunks longer than the file (refused before any buffer is allocated),
+grayscale, alpha, 16-bit and EXIF-rotated photos all end here as a normal image or a
+typed error.
 """
 
 from __future__ import annotations
@@ -99,6 +100,14 @@ def decode_image(
             f"{source}: the JPEG data is truncated (no end-of-image marker); "
             "the file was cut short, re-copy or re-download it"
         )
+    if data[:8] == _PNG_SIGNATURE:
+        overrun = _png_chunk_overrun(data)
+        if overrun is not None:
+            kind, claimed, left = overrun
+            raise ImageDecodeError(
+                f"{source}: the PNG data is corrupt or cut short (its {kind} chunk claims "
+                f"{claimed} bytes, {left} are left); re-copy or re-download the file"
+            )
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         # IMREAD_COLOR turns gray, alpha, 16-bit and CMYK into 8-bit BGR and applies EXIF rotation.
@@ -190,3 +199,26 @@ def _jpeg_is_truncated(data: bytes) -> bool:
     # the last start-of-scan marker is only there when the file is complete.
     last_scan = data.rfind(b"\xff\xda")
     return data.rfind(b"\xff\xd9") < max(last_scan, 0)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk_overrun(data: bytes) -> tuple[str, int, int] | None:
+    """The first PNG chunk that claims more bytes than the file has left, if any.
+
+    Returns ``(chunk type, claimed length, bytes left)``. OpenCV's PNG reader allocates a
+    chunk's claimed length before it reads the chunk, so a few-kilobyte file claiming a
+    2 GB chunk costs 2 GB of memory; such a chunk can only be corruption or truncation.
+    """
+    at = len(_PNG_SIGNATURE)
+    while at + 8 <= len(data):
+        claimed = int.from_bytes(data[at : at + 4], "big")
+        kind = data[at + 4 : at + 8]
+        left = max(len(data) - at - 12, 0)  # 4 length + 4 type before the data, 4 CRC after
+        if claimed > left:
+            return kind.decode("ascii", "backslashreplace"), claimed, left
+        if kind == b"IEND":
+            return None
+        at += 12 + claimed
+    return None

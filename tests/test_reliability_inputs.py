@@ -494,6 +494,25 @@ def test_a_compressed_bomb_costs_no_memory() -> None:
         load_image(bomb)
 
 
+@pytest.mark.skipif(_peak_rss_mb() is None or not _reset_peak_rss(), reason="needs Linux /proc")
+@pytest.mark.parametrize("extra", [1, 0x7FFFFFFF], ids=["one-byte-over", "2GB"])
+def test_a_png_chunk_longer_than_the_file_costs_no_memory(tmp_path: Path, extra: int) -> None:
+    # OpenCV allocates a PNG chunk's stated length before reading it: a 5 KB file whose
+    # IDAT claims 2 GB cost 2 GB (found by the fuzz test above).
+    data = bytearray(SEEDS["png"])
+    at = data.index(b"IDAT") - 4
+    length = int.from_bytes(data[at : at + 4], "big")
+    data[at : at + 4] = min(len(data) - at - 12 + extra, 0x7FFFFFFF).to_bytes(4, "big")
+    assert length < len(data) - at - 12 + extra
+    path = tmp_path / "forged.png"
+    path.write_bytes(bytes(data))
+    for source in (bytes(data), path):
+        with peak_growth_below(50), pytest.raises(ImageDecodeError, match="IDAT chunk") as caught:
+            load_image(source)
+        assert "re-download" in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
 # --- pixel layouts and orientation, through the whole pipeline --------------------------
 
 
