@@ -38,9 +38,9 @@ import faceage
 from benchmarks.common import (
     MANIFEST,
     RESULTS_DIR,
-    UTKFACE,
     Row,
     edit_entries,
+    labelled_face,
     machine_description,
     read_utkface,
     record_metrics,
@@ -92,12 +92,13 @@ def summarise(errors: np.ndarray) -> dict[str, float]:
 def first_faces(
     estimator: AgeEstimator, rows: Sequence[Row], *, batch: int = 64
 ) -> Iterator[tuple[Row, ImageResult, Face | None]]:
-    """Each row's image result and its best-scored face (None where none was found)."""
-    paths = [str(UTKFACE / "images" / row.file) for row in rows]
+    """Each row's image result and its labelled face (:func:`labelled_face`; None where
+    none was found)."""
+    paths = [str(row.path) for row in rows]
     for start in range(0, len(paths), batch):
         results = estimator.predict_batch(paths[start : start + batch])
         for row, result in zip(rows[start : start + batch], results):
-            yield row, result, result.faces[0] if result.faces else None
+            yield row, result, labelled_face(result, row)
 
 
 def evaluate(estimator: AgeEstimator, rows: Sequence[Row], *, batch: int = 64) -> dict[str, Any]:

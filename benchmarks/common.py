@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faceage.results import Face, ImageResult
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 UTKFACE = SHARED / "datasets" / "utkface"
+AAF = SHARED / "datasets" / "aaf"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 MANIFEST = ROOT / "weights_manifest.json"
 
@@ -25,16 +28,51 @@ class Row:
     gender: int  # 0 male, 1 female (UTKFace's convention)
     race: str  # "0".."4", or "" where the file name has none
     split: str
+    dataset: str = "utkface"
+
+    @property
+    def path(self) -> Path:
+        """Where the image lies under ``../shared/datasets``."""
+        return DATASET_DIRS[self.dataset] / "images" / self.file
+
+
+# Every labelled data set the benchmarks read: labels.csv with file, age, gender
+# (0 male, 1 female), split and, for UTKFace only, race.
+DATASET_DIRS = {"utkface": UTKFACE, "aaf": AAF}
+
+
+def read_dataset(name: str, split: str) -> list[Row]:
+    """Rows of one split of a data set (``utkface`` or ``aaf``), in labels.csv order."""
+    if name not in DATASET_DIRS:
+        raise ValueError(f"unknown data set {name!r}; choose from {sorted(DATASET_DIRS)}")
+    with open(DATASET_DIRS[name] / "labels.csv", newline="", encoding="utf-8") as handle:
+        return [
+            Row(r["file"], int(r["age"]), int(r["gender"]), r.get("race", ""), r["split"], name)
+            for r in csv.DictReader(handle)
+            if r["split"] == split
+        ]
 
 
 def read_utkface(split: str) -> list[Row]:
     """UTKFace rows of one split, in the order of labels.csv."""
-    with open(UTKFACE / "labels.csv", newline="", encoding="utf-8") as handle:
-        return [
-            Row(r["file"], int(r["age"]), int(r["gender"]), r["race"], r["split"])
-            for r in csv.DictReader(handle)
-            if r["split"] == split
-        ]
+    return read_dataset("utkface", split)
+
+
+def labelled_face(result: ImageResult, row: Row) -> Face | None:
+    """The face a row's label belongs to: the best-scored one on UTKFace's chips, the one
+    nearest the image centre on All-Age-Faces' loose crops (which can show a second
+    person at the edge); None where no face was found."""
+    if not result.faces:
+        return None
+    if row.dataset == "utkface" or result.width is None or result.height is None:
+        return result.faces[0]
+    cx, cy = result.width / 2, result.height / 2
+
+    def distance(face: Face) -> float:
+        x1, y1, x2, y2 = face.box
+        return ((x1 + x2) / 2 - cx) ** 2 + ((y1 + y2) / 2 - cy) ** 2
+
+    return min(result.faces, key=distance)
 
 
 def machine_description() -> str:
