@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from training.augment import augment, normalize, to_unit_rgb
-from training.data import REPO_ROOT, SPLITS, cache_dir, cache_meta
+from training.data import cache_dir, cache_meta
+from training.datasets import REPO_ROOT, SPLITS, get_dataset, mixture
 from training.distill import distilling
 from training.ema import WeightAverage, averaging
 from training.models import build_model, count_params, gender_probability
@@ -55,25 +56,69 @@ def train_command(config: dict[str, Any], name: str) -> str:
 
 
 class CachedSplit:
-    """One split of the crop cache, holding only the crop scales a model uses."""
+    """One split of the config's data sets' crop caches, one after the other, holding
+    only the crop scales a model uses; ``source[i]`` is row i's index in ``names``.
+    Photos their data set drops when no face is found are left out."""
 
     def __init__(self, config: dict[str, Any], split: str) -> None:
         size = config["input_size"]
         cache_scales = tuple(config.get("cache_scales", [0.8, 1.0, 1.25]))
-        root = cache_dir(size, cache_scales)
         scale_index = [cache_scales.index(s) for s in config["crop_scales"]]
-        index = np.flatnonzero(np.load(root / "splits.npy") == SPLITS.index(split))
-        crops = np.load(root / "crops.npy", mmap_mode="r")
-        self.crops = np.ascontiguousarray(crops[index][:, scale_index])
-        self.ages = np.load(root / "ages.npy")[index]
-        self.genders = np.load(root / "genders.npy")[index]
-        self.detected = np.load(root / "detected.npy")[index]
+        self.names = list(mixture(config))
+        parts: dict[str, list[np.ndarray]] = {
+            key: [] for key in ("crops", "ages", "genders", "detected", "source")
+        }
+        for number, name in enumerate(self.names):
+            root = cache_dir(size, cache_scales, name)
+            if not (root / "meta.json").exists():
+                raise SystemExit(
+                    f"no crop cache at {root}; run: python -m training.data --dataset {name} "
+                    f"--size {size} --scales {' '.join(f'{s:g}' for s in cache_scales)}"
+                )
+            keep = np.load(root / "splits.npy") == SPLITS.index(split)
+            detected = np.load(root / "detected.npy")
+            if get_dataset(name).when_no_face == "drop":
+                keep &= detected
+            index = np.flatnonzero(keep)
+            crops = np.load(root / "crops.npy", mmap_mode="r")
+            parts["crops"].append(np.ascontiguousarray(crops[index][:, scale_index]))
+            parts["ages"].append(np.load(root / "ages.npy")[index])
+            parts["genders"].append(np.load(root / "genders.npy")[index])
+            parts["detected"].append(detected[index])
+            parts["source"].append(np.full(len(index), number, dtype=np.int8))
+        joined = {key: np.concatenate(value) for key, value in parts.items()}
+        self.crops, self.ages, self.genders = joined["crops"], joined["ages"], joined["genders"]
+        self.detected, self.source = joined["detected"], joined["source"]
 
     def __len__(self) -> int:
         return len(self.ages)
 
     def inputs(self, rows: np.ndarray) -> torch.Tensor:
         return to_unit_rgb(self.crops[rows])
+
+    def rows_of(self, name: str) -> np.ndarray:
+        return self.source == self.names.index(name)
+
+
+def epoch_order(
+    data: CachedSplit, weights: dict[str, float], generator: torch.Generator
+) -> np.ndarray:
+    """One epoch's rows, shuffled: each data set's rows drawn ``weight`` times (whole
+    passes, then a random part of the rows for the fraction left). With one data set at
+    weight 1 it is the same permutation as before data sets were a parameter."""
+    if len(data.names) == 1 and weights[data.names[0]] == 1.0:
+        return torch.randperm(len(data), generator=generator).numpy()
+    drawn = []
+    for name in data.names:
+        rows = np.flatnonzero(data.rows_of(name))
+        whole, part = divmod(weights[name], 1.0)
+        drawn += [rows] * int(whole)
+        count = round(part * len(rows))
+        if count:
+            pick = torch.randperm(len(rows), generator=generator)[:count].numpy()
+            drawn.append(rows[pick])
+    order = np.concatenate(drawn)
+    return order[torch.randperm(len(order), generator=generator).numpy()]
 
 
 def predict(
@@ -100,8 +145,21 @@ def metrics(
     ages: np.ndarray | None,
     genders: np.ndarray | None,
     mask: np.ndarray | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
+    """MAE, CS(5) and gender accuracy over all rows (or ``mask``); with more than one
+    data set, the same per data set under ``by_dataset``."""
     mask = np.ones(len(data), dtype=bool) if mask is None else mask
+    result: dict[str, Any] = _figures(data, ages, genders, mask)
+    if len(data.names) > 1:
+        result["by_dataset"] = {
+            name: _figures(data, ages, genders, mask & data.rows_of(name)) for name in data.names
+        }
+    return result
+
+
+def _figures(
+    data: CachedSplit, ages: np.ndarray | None, genders: np.ndarray | None, mask: np.ndarray
+) -> dict[str, float]:
     result: dict[str, float] = {"images": int(mask.sum())}
     if ages is not None:
         error = np.abs(ages[mask] - data.ages[mask])
@@ -110,11 +168,20 @@ def metrics(
     if genders is not None:
         correct = (genders[mask] >= 0.5) == (data.genders[mask] == 1)
         result["gender_accuracy"] = round(float(correct.mean()), 4)
+        for label, code in (("female", 1), ("male", 0)):
+            chosen = data.genders[mask] == code
+            if chosen.any():
+                result[f"gender_accuracy_{label}"] = round(float(correct[chosen].mean()), 4)
     return result
 
 
-def selection_score(result: dict[str, float]) -> float:
-    """Lower is better: val MAE, or val gender error for a gender-only net."""
+def selection_score(result: dict[str, Any]) -> float:
+    """Lower is better: val MAE, or val gender error for a gender-only net. With several
+    data sets, the mean of their scores: each set counts alike, however many faces it
+    holds, so the larger one does not choose the epoch alone."""
+    if "by_dataset" in result:
+        scores = [selection_score(r) for r in result["by_dataset"].values()]
+        return float(np.mean(scores))
     return result["mae"] if "mae" in result else 1.0 - result["gender_accuracy"]
 
 
@@ -251,7 +318,9 @@ def train(
         )
     optimizer = make_optimizer(config, model)
     batch_size = config["batch_size"]
-    steps_per_epoch = len(train_set) // batch_size
+    weights = mixture(config)
+    drawn = sum(round(w * int(train_set.rows_of(n).sum())) for n, w in weights.items())
+    steps_per_epoch = drawn // batch_size
     total_steps = steps_per_epoch * config["epochs"]
     state = {"epoch": 0, "best_score": float("inf"), "best_epoch": -1, "history": []}
     last = run_dir / "last.pt"
@@ -285,7 +354,7 @@ def train(
         started = time.time()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         torch.manual_seed(seed * 100_003 + epoch)  # dropout
-        order = torch.randperm(len(train_set), generator=generator).numpy()
+        order = epoch_order(train_set, mixture(config), generator)
         model.train()
         frozen = epoch < config.get("freeze_backbone_epochs", 0)
         for param in model.backbone.parameters() if hasattr(model, "backbone") else ():
@@ -391,7 +460,9 @@ def write_results(
         ages, genders = predict(model, data)
         evaluation[split] = metrics(data, ages, genders)
         evaluation[f"{split}_detected_only"] = metrics(data, ages, genders, data.detected)
-    meta = cache_meta(config["input_size"], tuple(config.get("cache_scales", [0.8, 1.0, 1.25])))
+    cache_scales = tuple(config.get("cache_scales", [0.8, 1.0, 1.25]))
+    weights = mixture(config)
+    metas = {d: cache_meta(config["input_size"], cache_scales, d) for d in weights}
     seconds = [r["train_seconds"] for r in state["history"] if "train_seconds" in r]
     results = {
         "name": name,
@@ -400,10 +471,17 @@ def write_results(
         "config": config,
         "seed": config["seed"],
         "data": {
-            "dataset": "UTKFace (aligned & cropped chips)",
-            "split": "fixed train/val/test of labels.csv",
-            "train_images": meta["per_split"]["train"]["images"],
-            "crop_cache": meta,
+            "datasets": {
+                dataset: {
+                    "description": get_dataset(dataset).description,
+                    "sampling_weight": weight,
+                    "train_images": metas[dataset]["per_split"]["train"]["images"],
+                    "crop_cache": metas[dataset],
+                }
+                for dataset, weight in weights.items()
+            },
+            "split": "each data set's fixed train/val/test of its labels.csv",
+            "selection": "best val score; with several data sets the mean of their scores",
             "evaluated_on": "cached crops (faceage RetinaFace + context_crops)",
         },
         "epochs": state["epoch"],

@@ -20,6 +20,7 @@ class _Split:
         self.x = x
         self.ages = np.array([10.0, 20.0, 30.0, 40.0], np.float32)
         self.genders = np.array([1, 1, 0, 1])
+        self.names = ["utkface"]
 
     def __len__(self) -> int:
         return 4
