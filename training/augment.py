@@ -3,10 +3,7 @@
 One random geometric transform per face (flip, shift, scale, rotation) is applied to all
 of its context crops alike, since they show the same face; pixels moved in from outside
 are black, as at inference (``faceage.alignment.BORDER_VALUE``). Colour jitter
-(brightness, contrast, saturation) works on RGB pixels in [0, 1]. Random erasing
-(``"erase": {"p": 0.5, "max_side": 0.4}``) greys out one rectangle of a face with
-probability p, each side 10% to ``max_side`` of the crop, in the same place on every
-crop of the face.
+(brightness, contrast, saturation) works on RGB pixels in [0, 1].
 
 What real photos do and neither UTKFace nor All-Age-Faces shows much of, each applied
 to a face with its own probability and the same on all its crops:
@@ -94,28 +91,7 @@ def augment(x: torch.Tensor, settings: dict[str, Any], generator: torch.Generato
         x = blur(x, settings["blur"], uniform, generator)
     if settings.get("jpeg"):
         x = jpeg(x, settings["jpeg"], uniform, generator)
-    if settings.get("erase"):
-        x = erase(x, settings["erase"], uniform, generator)
     return x
-
-
-def erase(
-    x: torch.Tensor,
-    settings: dict[str, Any],
-    uniform: Callable[[float, float], torch.Tensor],
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Grey (0.5) out one random rectangle per face, with probability ``settings["p"]``."""
-    n, size = x.shape[0], x.shape[-1]
-    chosen = torch.rand(n, generator=generator) < settings.get("p", 0.5)
-    high = settings.get("max_side", 0.4)
-    height, width = uniform(0.1, high), uniform(0.1, high)
-    top, left = uniform(0, 1) * (1 - height), uniform(0, 1) * (1 - width)
-    position = (torch.arange(size, dtype=x.dtype) + 0.5) / size
-    rows = (position >= top[:, None]) & (position < (top + height)[:, None])
-    cols = (position >= left[:, None]) & (position < (left + width)[:, None])
-    mask = (rows[:, :, None] & cols[:, None, :] & chosen[:, None, None]).view(n, 1, 1, size, size)
-    return torch.where(mask, torch.full_like(x, 0.5), x)
 
 
 def _chosen(n: int, settings: dict[str, Any], generator: torch.Generator) -> list[int]:

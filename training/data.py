@@ -23,7 +23,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -35,18 +34,6 @@ CACHE_ROOT = REPO_ROOT / ".cache" / "crops"
 DEFAULT_SCALES = (0.8, 1.0, 1.25)
 
 _worker_state: dict = {}
-
-
-def committed_file(relative: str, commit: str) -> bytes:
-    """The bytes of ``relative`` (a path in the repository) as committed in ``commit``."""
-    shown = subprocess.run(
-        ["git", "show", f"{commit}:{relative}"], cwd=REPO_ROOT, capture_output=True, check=False
-    )
-    if shown.returncode != 0:
-        raise ValueError(
-            f"git has no {relative} at {commit!r} ({shown.stderr.decode(errors='replace').strip()})"
-        )
-    return shown.stdout
 
 
 def cache_dir(size: int, scales: tuple[float, ...], dataset: str = "utkface") -> Path:

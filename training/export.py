@@ -24,23 +24,21 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from training.data import REPO_ROOT
 from training.models import ExportGraph, build_model, count_params
+from training.onnx_io import MEAN, STD, contract_inputs, run_onnx
 from training.onnx_weights import store_weights_as_float16
-from training.train import (
+from training.recipes import (
+    MANIFEST,
     RESULTS_DIR,
     RUNS_DIR,
-    CachedSplit,
+    WEIGHTS_DIR,
     load_config,
-    metrics,
     train_command,
 )
+from training.splits import CachedSplit, metrics
+from training.warm_start import load_onnx_weights
 
-WEIGHTS_DIR = REPO_ROOT / "faceage" / "weights"
-MANIFEST = REPO_ROOT / "weights_manifest.json"
 OPSET = 17
-MEAN = (0.5, 0.5, 0.5)
-STD = (0.5, 0.5, 0.5)
 PARITY_FACES = 256
 MAX_AGE_DIFF = 0.01
 MAX_GENDER_DIFF = 1e-3
@@ -54,26 +52,16 @@ def load_trained(name: str, *, from_onnx_if_gone: bool = False) -> torch.nn.Modu
     ``faceage/weights/NAME.onnx`` instead: exact in eval mode (``training.warm_start``),
     and the export's parity check covers them as usual."""
     config = load_config(name)
-    model = build_model(config["architecture"], config.get("model_options"))
+    model = build_model(config["architecture"])
     checkpoint = RUNS_DIR / name / "best.pt"
     if checkpoint.exists() or not from_onnx_if_gone:
         model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
     else:
-        from training.warm_start import load_onnx_weights
-
         size = config["input_size"]
         example = torch.zeros(2, len(config["crop_scales"]), 3, size, size)
         load_onnx_weights(model, (WEIGHTS_DIR / f"{name}.onnx").read_bytes(), example)
         print(f"{name}: no {checkpoint}; weights from faceage/weights/{name}.onnx", flush=True)
     return model.to(memory_format=torch.contiguous_format).eval()
-
-
-def contract_inputs(crops: np.ndarray, num_crops: int) -> np.ndarray:
-    """uint8 BGR crops ``(N, K, S, S, 3)`` -> the contract's float32 input, in numpy."""
-    rgb = crops[..., ::-1].astype(np.float32) / 255.0
-    x = (rgb - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
-    x = np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3))
-    return x[:, 0] if num_crops == 1 else x
 
 
 def build_graph(name: str, config: dict[str, Any]) -> tuple[ExportGraph, int]:
@@ -101,13 +89,6 @@ def to_onnx(graph: torch.nn.Module, dummy: torch.Tensor, path: Any, output_names
         dynamic_axes={n: {0: "batch"} for n in ["input", *output_names]},
         do_constant_folding=True,
     )
-
-
-def run_onnx(session: ort.InferenceSession, x: np.ndarray, batch: int = 256):
-    names = [o.name for o in session.get_outputs()]
-    outs = [session.run(None, {"input": x[i : i + batch]}) for i in range(0, len(x), batch)]
-    joined = {n: np.concatenate([o[k] for o in outs]) for k, n in enumerate(names)}
-    return joined["age"], joined.get("gender")
 
 
 def export(name: str) -> dict[str, Any]:

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from training.models.common import AGE_MAX
+from training.schedule import learning_rate
 
 
 def reset_modules(model: nn.Module, fresh: nn.Module, names: list[str]) -> None:
@@ -156,8 +157,6 @@ def refit_heads(
     optimizer = torch.optim.AdamW(
         params, lr=settings["lr"], weight_decay=settings.get("weight_decay", 0.0)
     )
-    from training.train import learning_rate  # train imports this module lazily
-
     schedule = {"lr": settings["lr"], "warmup_epochs": 0, "final_lr_fraction": 0.0}  # cosine
     batch = settings.get("batch_size", 128)
     steps = len(ages) // batch

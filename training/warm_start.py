@@ -26,6 +26,7 @@ from torch import nn
 
 from training.models.common import AGE_MAX
 from training.onnx_weights import restore_float32_weights
+from training.recipes import onnx_file
 
 #: the attribute under which ``ExportGraph`` holds the age network; a packed gender
 #: net (``ssrnet-gender``) is the same graph's ``gender_model``
@@ -203,13 +204,6 @@ def unfold_batchnorm(
             norm.bias.copy_((mean + bias.double()).float())
 
 
-def onnx_bytes_of(spec: str) -> bytes:
-    """The file ``NAME`` or ``NAME@COMMIT`` names (see ``training.distill``)."""
-    from training.distill import teacher_bytes
-
-    return teacher_bytes(spec)[1]
-
-
 def warm_start(
     model: nn.Module,
     spec: str,
@@ -232,7 +226,7 @@ def warm_start(
 
     from training.models import gender_probability
 
-    data = onnx_bytes_of(spec)
+    data = onnx_file(spec)[1]
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     shape = session.get_inputs()[0].shape
     rank = len(shape)  # single-crop files take (N, 3, S, S)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
@@ -15,12 +14,11 @@ from training.models.hsrnet import HSRNet
 from training.models.mobileagenet import MobileAgeNet
 from training.models.ssrnet import SSRNet
 
-#: name -> (builder, parameter count the paper reports); a builder takes the config's
-#: ``model_options`` as keywords (options that change training, never the graph)
+#: name -> (builder, parameter count the paper reports)
 ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], int]] = {
     "c3ae": (lambda: C3AE(num_crops=3, use_se=True), 39_700),
     "ssrnet": (lambda: SSRNet(target="age"), 40_900),
-    "ssrnet-gender": (lambda **kw: SSRNet(value_range=1.0, target="gender", **kw), 40_900),
+    "ssrnet-gender": (lambda: SSRNet(value_range=1.0, target="gender"), 40_900),
     "hsrnet": (lambda: HSRNet(30, 15, separable=False, pool=4), 50_200),
     "sephsrnet": (lambda: HSRNet(90, 30, separable=True, pool=2), 75_700),
     "sephsrnet-tiny": (lambda: HSRNet(30, 10, separable=True, pool=4), 13_100),
@@ -29,18 +27,15 @@ ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], int]] = {
 }
 
 
-def build_model(architecture: str, options: dict[str, Any] | None = None) -> nn.Module:
-    """A fresh network; ``options`` is a config's ``model_options``."""
+def build_model(architecture: str) -> nn.Module:
+    """A fresh network of a registered architecture."""
     try:
         builder, _ = ARCHITECTURES[architecture]
     except KeyError:
         raise ValueError(
             f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
         ) from None
-    try:
-        return builder(**(options or {}))
-    except TypeError as error:
-        raise ValueError(f"{architecture} does not take model_options {options}: {error}") from None
+    return builder()
 
 
 class ExportGraph(nn.Module):

@@ -15,13 +15,8 @@ AGE_MAX = 116.0  # oldest age in UTKFace; the contract clips to [0, 116]
 
 
 def count_params(module: nn.Module) -> int:
-    """Trainable parameters (BatchNorm running statistics are buffers, not counted) of the
-    exported network: modules named ``aux_*`` serve an auxiliary loss in training only."""
-    return sum(
-        p.numel()
-        for name, p in module.named_parameters()
-        if p.requires_grad and not any(part.startswith("aux_") for part in name.split("."))
-    )
+    """Trainable parameters (BatchNorm running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def fold_crops(x: torch.Tensor, num_crops: int) -> tuple[torch.Tensor, int]:

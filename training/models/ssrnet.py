@@ -15,9 +15,6 @@ Figure 1 of the paper, SSR-Net(3,3,3) on one 64x64 crop:
 
 Parameters: 40.5K trainable (the paper's 40.9K also counts BN running statistics).
 The same network with V = 1 regresses gender (the paper's "bonus" gender model).
-With ``aux_age_weight`` > 0 the gender network also trains a second set of fusion
-blocks that regresses age from the same two streams (an auxiliary task); they run
-only in training mode, so the exported graph and its parameter count are the paper's.
 """
 
 from __future__ import annotations
@@ -31,8 +28,6 @@ from training.models.common import AGE_MAX, conv_bn
 LAMBDA_ETA = 0.25
 LAMBDA_DELTA = 0.25
 FUSION_CHANNELS = 10
-GENDER_LOSSES = ("mse", "bce")
-PROB_EPS = 1e-4
 
 
 def _stream(channels: int, activation: type[nn.Module], pool: type[nn.Module]) -> nn.ModuleList:
@@ -98,26 +93,16 @@ class SSRNet(nn.Module):
         stages: tuple[int, ...] = (3, 3, 3),
         value_range: float = AGE_MAX,
         target: str = "age",
-        gender_loss: str = "mse",
-        aux_age_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if len(stages) != 3:
             raise ValueError("SSR-Net here has exactly three stages")
-        if gender_loss not in GENDER_LOSSES:
-            raise ValueError(f"gender_loss {gender_loss!r}: choose one of {GENDER_LOSSES}")
-        if aux_age_weight < 0 or (aux_age_weight and target != "gender"):
-            raise ValueError("aux_age_weight: a weight >= 0, for the gender network only")
-        self.gender_loss = gender_loss
-        self.aux_age_weight = aux_age_weight
         self.stages = stages
         self.value_range = value_range
         self.target = target
         self.x_stream = _stream(32, nn.ReLU, nn.AvgPool2d)
         self.s_stream = _stream(16, nn.Tanh, nn.MaxPool2d)
         self.fusion = _fusion_blocks(stages)
-        # training-only heads are named aux_*: count_params leaves them out
-        self.aux_age_fusion = _fusion_blocks(stages) if aux_age_weight else None
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() == 5:
@@ -128,10 +113,7 @@ class SSRNet(nn.Module):
             a, s = xb(a), sb(s)
             xs.append(a)
             ss.append(s)
-        out = {self.target: self._regress(self.fusion, xs, ss) * self.value_range}
-        if self.aux_age_fusion is not None and self.training:
-            out["aux_age"] = self._regress(self.aux_age_fusion, xs, ss) * AGE_MAX
-        return out
+        return {self.target: self._regress(self.fusion, xs, ss) * self.value_range}
 
     def _regress(
         self, fusion_blocks: nn.ModuleList, xs: list[torch.Tensor], ss: list[torch.Tensor]
@@ -153,18 +135,6 @@ class SSRNet(nn.Module):
     ) -> torch.Tensor:
         if self.target == "age":
             return F.l1_loss(out["age"], ages)
-        # gender regressed to 0 (male) / 1 (female) so the output estimates P(female):
-        # by squared error (the paper's), or by cross-entropy on the output read as a
-        # probability, which pushes hardest on confident mistakes; the network has no
-        # sigmoid, so a second term pulls outputs outside [0, 1] back to its edge
-        value, target = out["gender"], genders.float()
-        if self.gender_loss == "mse":
-            loss = F.mse_loss(value, target)
-        else:
-            inside = value.clamp(PROB_EPS, 1 - PROB_EPS)
-            loss = F.binary_cross_entropy(inside, target) + F.mse_loss(
-                value, value.clamp(0, 1).detach()
-            )
-        if "aux_age" in out:  # the age error in units of the age range
-            loss = loss + self.aux_age_weight * F.l1_loss(out["aux_age"], ages) / AGE_MAX
-        return loss
+        # gender regressed to 0 (male) / 1 (female) by squared error (the paper's), so
+        # the output estimates P(female)
+        return F.mse_loss(out["gender"], genders.float())

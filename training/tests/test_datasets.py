@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from training.augment import augment  # noqa: E402
 from training.data import labelled_detection  # noqa: E402
 from training.datasets import DATASETS, get_dataset, mixture  # noqa: E402
-from training.train import epoch_order, metrics, selection_score  # noqa: E402
+from training.splits import epoch_order, metrics, selection_score  # noqa: E402
 
 
 class _Mixed:

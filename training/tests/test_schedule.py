@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from training.train import learning_rate
+from training.schedule import learning_rate
 
 STEPS = 100  # steps per epoch
 BASE = {"lr": 1.0, "final_lr_fraction": 0.01, "warmup_epochs": 1}

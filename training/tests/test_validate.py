@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.train import validate  # noqa: E402
+from training.splits import validate  # noqa: E402
 
 
 class _Split:

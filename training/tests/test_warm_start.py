@@ -74,7 +74,7 @@ def test_warm_start_checks_parity_against_onnxruntime(tmp_path, monkeypatch) -> 
     source = _trained_like("sephsrnet-tiny", seed=0)
     x = torch.rand(64, 3, 3, 64, 64) * 2 - 1
     data = _onnx_bytes(source, x)
-    monkeypatch.setattr("training.warm_start.onnx_bytes_of", lambda spec: data)
+    monkeypatch.setattr("training.warm_start.onnx_file", lambda spec: (spec, data))
     target = _trained_like("sephsrnet-tiny", seed=2)
     worst = warm_start(target, "sephsrnet-tiny", lambda rows: x[np.sort(rows)], len(x))
     assert worst <= 0.01
@@ -95,7 +95,7 @@ def test_packed_gender_net_loads_from_its_own_part(monkeypatch) -> None:
     x = torch.rand(64, 1, 3, 64, 64) * 2 - 1
     buffer = io.BytesIO()
     to_onnx(ExportGraph(age_net, gender_net).eval(), x[:2], buffer, ["age", "gender"])
-    monkeypatch.setattr("training.warm_start.onnx_bytes_of", lambda spec: buffer.getvalue())
+    monkeypatch.setattr("training.warm_start.onnx_file", lambda spec: (spec, buffer.getvalue()))
 
     target = _trained_like("ssrnet-gender", seed=2)
     worst = warm_start(target, "ssrnet-gender", lambda r: x[np.sort(r)], len(x), part=GENDER_PART)
@@ -117,7 +117,7 @@ def test_a_file_of_another_input_size_is_calibrated_at_its_own_size(monkeypatch)
     small = torch.rand(32, 1, 3, 64, 64) * 2 - 1
     buffer = io.BytesIO()
     to_onnx(ExportGraph(source, with_gender=True).eval(), small[:2], buffer, ["age", "gender"])
-    monkeypatch.setattr("training.warm_start.onnx_bytes_of", lambda spec: buffer.getvalue())
+    monkeypatch.setattr("training.warm_start.onnx_file", lambda spec: (spec, buffer.getvalue()))
     large = torch.nn.functional.interpolate(
         small.reshape(-1, 3, 64, 64), size=(96, 96), mode="bilinear"
     ).reshape(32, 1, 3, 96, 96)
