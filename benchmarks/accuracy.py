@@ -1,22 +1,26 @@
-"""Accuracy of every registered model through the full faceage pipeline on UTKFace test.
+"""Accuracy of every registered model through the full faceage pipeline, per data set.
 
-    python -m benchmarks.accuracy                      # all models, flip off and on
-    python -m benchmarks.accuracy --models c3ae --flip off --limit 200
+    python -m benchmarks.accuracy                      # all models, flip off and on, both sets
+    python -m benchmarks.accuracy --models c3ae --flip off --datasets aaf --limit 200
 
 Each test image goes through ``AgeEstimator.predict_batch`` exactly as a user's photo
 would: decode, RetinaFace detection, alignment, context crops, onnxruntime. Detection
 runs once per image and is shared by all models (a memoising wrapper around the same
-detector), which changes nothing but the time taken. The face scored is the one with
-the best detection score; images where no face is found are reported as such and left
-out of the error figures.
+detector), which changes nothing but the time taken. The face scored is the one the
+label belongs to (``benchmarks.common.labelled_face``: the best-scored face on UTKFace,
+the one nearest the centre on All-Age-Faces); images where no face is found are
+reported as such and left out of the error figures.
 
-Writes ``benchmarks/results/accuracy.json`` and ``accuracy.md`` (and PNG plots when
-matplotlib is installed: ``pip install -e .[bench]``) for a run of all models on the
-whole test split; ``--models``, ``--split`` or ``--limit`` write ``accuracy_*.json`` /
-``.md`` beside them instead. ``--update-manifest`` records the figures of each model
-measured on a whole split; on val with ``--flip both`` it also sets each model's
-default ``flip`` (on where mirroring lowered the val MAE without lowering the val
-gender accuracy):
+Per data set and model: MAE, CS(5), MAE and signed error (predicted - true: + is
+over-estimation) by age group, gender accuracy overall and for women and men.
+
+Writes ``benchmarks/results/accuracy.json`` / ``.md`` (UTKFace; and PNG plots when
+matplotlib is installed: ``pip install -e .[bench]``) and ``aaf_accuracy.json`` / ``.md``
+for a run of all models on a whole test split; ``--models``, ``--split`` or ``--limit``
+write ``accuracy_*`` files beside them instead. ``--update-manifest`` records each
+model's figures on a whole split as ``metrics.{dataset}_{split}_pipeline``; on val with
+``--flip both`` it also sets each model's default ``flip``: on where mirroring lowered
+the mean of the data sets' val MAEs without lowering their mean val gender accuracy:
 
     python -m benchmarks.accuracy --split val --flip both --update-manifest
 """
@@ -42,8 +46,9 @@ from benchmarks.common import (
     edit_entries,
     labelled_face,
     machine_description,
-    read_utkface,
+    read_dataset,
     record_metrics,
+    signed,
     write_json,
 )
 from faceage.detection import Detection
@@ -78,15 +83,21 @@ def group_name(age: float) -> str:
     return "?"
 
 
-def summarise(errors: np.ndarray) -> dict[str, float]:
+DATASET_TITLES = {"utkface": "UTKFace", "aaf": "All-Age-Faces"}
+
+
+def summarise(errors: np.ndarray, signed_errors: np.ndarray | None = None) -> dict[str, float]:
     if errors.size == 0:
         return {"n": 0}
-    return {
+    summary = {
         "n": int(errors.size),
         "mae": float(np.mean(errors)),
         "median_ae": float(np.median(errors)),
         "cs5": float(np.mean(errors <= 5.0)),
     }
+    if signed_errors is not None:
+        summary["mean_signed_error"] = float(np.mean(signed_errors))
+    return summary
 
 
 def first_faces(
@@ -119,7 +130,8 @@ def evaluate(estimator: AgeEstimator, rows: Sequence[Row], *, batch: int = 64) -
         )
     seconds = time.perf_counter() - started
     found = [p for p in predictions if p["pred_age"] is not None]
-    errors = np.array([abs(p["pred_age"] - p["age"]) for p in found], dtype=np.float64)
+    signed_errors = np.array([p["pred_age"] - p["age"] for p in found], dtype=np.float64)
+    errors = np.abs(signed_errors)
     report: dict[str, Any] = {
         "images": len(predictions),
         "no_face": len(predictions) - len(found),
@@ -128,40 +140,55 @@ def evaluate(estimator: AgeEstimator, rows: Sequence[Row], *, batch: int = 64) -
         **summarise(errors),
     }
     if estimator.spec.has_gender:
-        correct = [p["pred_gender"] == ("female" if p["gender"] == 1 else "male") for p in found]
-        report["gender_accuracy"] = float(np.mean(correct)) if correct else None
+        for suffix, chosen in (("", (0, 1)), ("_female", (1,)), ("_male", (0,))):
+            correct = [
+                p["pred_gender"] == ("female" if p["gender"] == 1 else "male")
+                for p in found
+                if p["gender"] in chosen
+            ]
+            report[f"gender_accuracy{suffix}"] = float(np.mean(correct)) if correct else None
     breakdown: dict[str, dict[str, Any]] = {"age_group": {}, "gender": {}, "race": {}}
     labels: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("age_group", lambda p: group_name(p["age"])),
         ("gender", lambda p: "female" if p["gender"] == 1 else "male"),
         ("race", lambda p: RACES.get(p["race"], "unknown")),
     ]
+    if not any(p["race"] for p in found):  # a data set without race labels
+        labels.pop()
+        del breakdown["race"]
     for key, label in labels:
         groups: dict[str, list[float]] = {}
-        for p, err in zip(found, errors):
+        for p, err in zip(found, signed_errors):
             groups.setdefault(label(p), []).append(float(err))
-        breakdown[key] = {g: summarise(np.array(v)) for g, v in sorted(groups.items())}
+        breakdown[key] = {
+            g: summarise(np.abs(np.array(v)), np.array(v)) for g, v in sorted(groups.items())
+        }
     report["breakdown"] = breakdown
     report["scatter"] = [[p["age"], round(p["pred_age"], 2)] for p in found]
     return report
 
 
 def markdown(results: dict[str, Any]) -> str:
+    title = DATASET_TITLES[results.get("dataset", "utkface")]
     lines = [
-        f"UTKFace test split ({results['images']} images), full pipeline (RetinaFace + "
-        f"alignment + crops + model), {results['machine']}.",
+        f"{title} {results['split']} split ({results['images']} images), full pipeline "
+        f"(RetinaFace + alignment + crops + model), {results['machine']}.",
         f"Command: `{results['command']}`",
         "",
-        "| model | flip | MAE | median AE | CS(5) | gender acc | no face |",
-        "|---|---|---|---|---|---|---|",
+        "| model | flip | MAE | median AE | CS(5) | gender acc | women | men | no face |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def percent(value: float | None) -> str:
+        return "" if value is None else f"{100 * value:.1f}%"
+
     for name, runs in results["models"].items():
         for flip, r in runs.items():
-            gender = r.get("gender_accuracy")
             lines.append(
                 f"| {name} | {flip} | {r['mae']:.2f} | {r['median_ae']:.2f} | "
-                f"{100 * r['cs5']:.1f}% | {'' if gender is None else f'{100 * gender:.1f}%'} | "
-                f"{100 * r['no_face_share']:.2f}% |"
+                f"{100 * r['cs5']:.1f}% | {percent(r.get('gender_accuracy'))} | "
+                f"{percent(r.get('gender_accuracy_female'))} | "
+                f"{percent(r.get('gender_accuracy_male'))} | {100 * r['no_face_share']:.2f}% |"
             )
     groups = [f"{lo}+" if hi >= 200 else f"{lo}-{hi}" for lo, hi in AGE_GROUPS]
     lines += [
@@ -175,6 +202,21 @@ def markdown(results: dict[str, Any]) -> str:
         by_group = runs["off"]["breakdown"]["age_group"] if "off" in runs else {}
         cells = [f"{by_group[g]['mae']:.1f}" if g in by_group else "" for g in groups]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Signed error by age group (flip off; predicted - true, + is over-estimation):",
+        "",
+        "| model | " + " | ".join(groups) + " |",
+        "|---" * (len(groups) + 1) + "|",
+    ]
+    for name, runs in results["models"].items():
+        by_group = runs["off"]["breakdown"]["age_group"] if "off" in runs else {}
+        cells = [
+            signed(by_group[g].get("mean_signed_error"), 1) if g in by_group else "" for g in groups
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if not any("race" in r.get("off", {}).get("breakdown", {}) for r in results["models"].values()):
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         "MAE by gender and race (flip off):",
@@ -249,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", default="all", help="comma-separated names, or 'all'")
     parser.add_argument("--flip", choices=["off", "on", "both"], default="both")
     parser.add_argument("--split", default="test", choices=["test", "val"])
+    parser.add_argument(
+        "--datasets", default="utkface,aaf", help="comma-separated: utkface, aaf (default both)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument(
@@ -260,53 +305,76 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.update_manifest and args.split == "val" and args.flip != "both":
         parser.error("--split val --update-manifest chooses each model's flip: use --flip both")
+    datasets = args.datasets.split(",")
+    unknown = sorted(set(datasets) - set(DATASET_TITLES))
+    if unknown:
+        parser.error(f"unknown data set(s) {unknown}; choose from {sorted(DATASET_TITLES)}")
 
     names = (
         [*(s.name for s in faceage.list_models()), *sorted(load_manifest().ensembles)]
         if args.models == "all"
         else args.models.split(",")
     )
-    rows = read_utkface(args.split)[: args.limit]
     flips = {"off": [False], "on": [True], "both": [False, True]}[args.flip]
     detector = MemoDetector(RetinaFaceDetector())
-    results: dict[str, Any] = {
-        "split": args.split,
-        "images": len(rows),
-        "machine": machine_description(),
-        "python": platform.python_version(),
-        "faceage": faceage.__version__,
-        "command": " ".join(
-            ["python -m benchmarks.accuracy", *(sys.argv[1:] if argv is None else argv)]
-        ).strip(),
-        "models": {},
-    }
-    for name in names:
-        for flip in flips:
-            estimator = faceage.AgeEstimator.from_pretrained(name, detector=detector, flip=flip)
-            report = evaluate(estimator, rows)
-            results["models"].setdefault(name, {})["on" if flip else "off"] = report
-            print(
-                f"{name:16s} flip={'on ' if flip else 'off'} MAE {report['mae']:.3f} "
-                f"CS5 {100 * report['cs5']:.1f}% "
-                + (
-                    f"gender {100 * report['gender_accuracy']:.1f}% "
-                    if report.get("gender_accuracy") is not None
-                    else ""
+    command = " ".join(
+        ["python -m benchmarks.accuracy", *(sys.argv[1:] if argv is None else argv)]
+    ).strip()
+    measured = []
+    for dataset in datasets:
+        rows = read_dataset(dataset, args.split)[: args.limit]
+        results: dict[str, Any] = {
+            "dataset": dataset,
+            "split": args.split,
+            "images": len(rows),
+            "machine": machine_description(),
+            "python": platform.python_version(),
+            "faceage": faceage.__version__,
+            "command": command,
+            "models": {},
+        }
+        for name in names:
+            for flip in flips:
+                estimator = faceage.AgeEstimator.from_pretrained(name, detector=detector, flip=flip)
+                report = evaluate(estimator, rows)
+                results["models"].setdefault(name, {})["on" if flip else "off"] = report
+                print(
+                    f"{dataset:8s} {name:16s} flip={'on ' if flip else 'off'} "
+                    f"MAE {report['mae']:.3f} CS5 {100 * report['cs5']:.1f}% "
+                    + (
+                        f"gender {100 * report['gender_accuracy']:.1f}% "
+                        if report.get("gender_accuracy") is not None
+                        else ""
+                    )
+                    + f"no-face {report['no_face']} ({report['seconds']:.0f}s)",
+                    flush=True,
                 )
-                + f"no-face {report['no_face']} ({report['seconds']:.0f}s)",
-                flush=True,
-            )
+        write_results(results, args)
+        if args.update_manifest and args.limit is None:
+            update_manifest(results)
+        measured.append(results)
+    if args.update_manifest and args.limit is None and args.split == "val":
+        set_flip_defaults(measured)
+    return 0
+
+
+def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """``accuracy.json`` / ``.md`` (UTKFace) or ``aaf_accuracy.*`` for a run of every model
+    on a whole test split; a part of it goes to ``accuracy_*`` files of its own, so the
+    README never loses models."""
     args.out.mkdir(parents=True, exist_ok=True)
-    # only a run of every model on the whole test split replaces the published results
-    # (and plots); a part of it goes to its own file, so the README never loses models
     full_test = args.split == "test" and args.limit is None
     suffix = "" if full_test else f"_{args.split}{args.limit or ''}"
     if args.models != "all":
         suffix += "_partial"
-    # Per-image (true, predicted) pairs feed the plots only: they repeat UTKFace's labels,
-    # which are not ours to publish.
+    dataset = results["dataset"]
+    stem = "accuracy" if dataset == "utkface" else f"{dataset}_accuracy"
+    if suffix:
+        stem = f"accuracy{suffix}" + ("" if dataset == "utkface" else f"_{dataset}")
+    # Per-image (true, predicted) pairs feed the plots only: they repeat the data sets'
+    # labels, which are not ours to publish.
     write_json(
-        args.out / f"accuracy{suffix}.json",
+        args.out / f"{stem}.json",
         {
             **results,
             "models": {
@@ -317,36 +385,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
         },
     )
-    (args.out / f"accuracy{suffix}.md").write_text(markdown(results), encoding="utf-8")
-    if not suffix:
+    (args.out / f"{stem}.md").write_text(markdown(results), encoding="utf-8")
+    if not suffix and dataset == "utkface":
         plots(results, args.out)
-    if args.update_manifest and args.limit is None:
-        update_manifest(results)
-        if args.split == "val":
-            set_flip_defaults(results)
-    return 0
 
 
-def flip_pays(runs: dict[str, Any]) -> bool:
-    """Whether mirroring lowered the MAE without lowering the gender accuracy."""
-    off, on = runs["off"], runs["on"]
-    if on["mae"] >= off["mae"]:
+def flip_pays(runs: Sequence[dict[str, Any]]) -> bool:
+    """Whether mirroring lowered the mean MAE over the data sets' runs without lowering
+    their mean gender accuracy (each data set counts alike)."""
+
+    def mean(flip: str, key: str) -> float | None:
+        values = [run[flip].get(key) for run in runs]
+        return None if None in values else float(np.mean(values))
+
+    if mean("on", "mae") >= mean("off", "mae"):  # type: ignore[operator]
         return False
-    return off.get("gender_accuracy") is None or on["gender_accuracy"] >= off["gender_accuracy"]
+    off, on = mean("off", "gender_accuracy"), mean("on", "gender_accuracy")
+    return off is None or on is None or on >= off
 
 
-def set_flip_defaults(results: dict[str, Any], path: Path = MANIFEST) -> None:
-    """Set each measured model's ``flip`` in the manifest from its val figures."""
+def set_flip_defaults(measured: Sequence[dict[str, Any]], path: Path = MANIFEST) -> None:
+    """Set each measured model's ``flip`` in the manifest from its val figures on every
+    data set measured."""
 
     def put(name: str, entry: dict[str, Any]) -> None:
-        entry["flip"] = flip_pays(results["models"][name])
+        entry["flip"] = flip_pays([results["models"][name] for results in measured])
 
-    edit_entries(results["models"], put, path)
+    edit_entries(measured[0]["models"], put, path)
 
 
 def update_manifest(results: dict[str, Any]) -> None:
-    """Record each model's figures as ``metrics.utkface_{split}_pipeline`` in the manifest."""
-    split = results["split"]
+    """Record each model's figures as ``metrics.{dataset}_{split}_pipeline`` in the manifest."""
+    split, dataset = results["split"], results.get("dataset", "utkface")
     ensembles = load_manifest().ensembles
     entries = {}
     for name, runs in results["models"].items():
@@ -355,25 +425,43 @@ def update_manifest(results: dict[str, Any]) -> None:
         off = runs["off"]
         entry = {
             key: round(off[key], 4)
-            for key in ("mae", "median_ae", "cs5", "no_face_share", "gender_accuracy")
+            for key in (
+                "mae",
+                "median_ae",
+                "cs5",
+                "no_face_share",
+                "gender_accuracy",
+                "gender_accuracy_female",
+                "gender_accuracy_male",
+            )
             if off.get(key) is not None
+        }
+        entry["by_age_group"] = {
+            group: {
+                "mae": round(g["mae"], 2),
+                "signed": round(g["mean_signed_error"], 2),
+                "n": g["n"],
+            }
+            for group, g in off["breakdown"]["age_group"].items()
         }
         entry["images"] = off["images"]
         if "on" in runs:
             entry["mae_flip"] = round(runs["on"]["mae"], 4)
             entry["cs5_flip"] = round(runs["on"]["cs5"], 4)
-            if runs["on"].get("gender_accuracy") is not None:
-                entry["gender_accuracy_flip"] = round(runs["on"]["gender_accuracy"], 4)
+            for key in ("gender_accuracy", "gender_accuracy_female", "gender_accuracy_male"):
+                if runs["on"].get(key) is not None:
+                    entry[f"{key}_flip"] = round(runs["on"][key], 4)
         entry["protocol"] = (
             "full faceage pipeline (RetinaFace, alignment, crops, onnxruntime) on the "
-            f"UTKFace {split} images; images with no face found are left out (no_face_share)"
+            f"{DATASET_TITLES[dataset]} {split} images; images with no face found are left "
+            "out (no_face_share)"
         )
         entry["command"] = results["command"]
         entry["machine"] = results["machine"]
         if name in ensembles:  # its figures hold only for these member files
             entry["members_sha256"] = {m.name: m.file.sha256 for m in ensembles[name].members}
         entries[name] = entry
-    record_metrics(f"utkface_{split}_pipeline", entries)
+    record_metrics(f"{dataset}_{split}_pipeline", entries)
 
 
 if __name__ == "__main__":
