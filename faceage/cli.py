@@ -403,6 +403,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             "params": None,
             "size_bytes": spec.file.size,
             "mae": None,
+            "mae_by_dataset": {},
             "bundled": spec.file.bundled,
             "license": spec.license,
             "description": spec.description,
@@ -412,7 +413,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return EXIT_OK
-    header = ("NAME", "KIND", "TASK", "PARAMS", "SIZE", "TEST MAE", "BUNDLED")
+    header = ("NAME", "KIND", "TASK", "PARAMS", "SIZE", "UTKFACE MAE", "AAF MAE", "BUNDLED")
     table = [header] + [
         (
             str(row["name"]),
@@ -420,7 +421,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             str(row["task"]),
             _params_text(row["params"]),
             _size_text(row["size_bytes"]),
-            "-" if row["mae"] is None else f"{row['mae']:.2f}",
+            *(_mae_text(row["mae_by_dataset"].get(dataset)) for dataset in ("utkface", "aaf")),
             "yes" if row["bundled"] else "no",
         )
         for row in rows
@@ -444,6 +445,10 @@ def _model_row(spec: ModelSpec | EnsembleSpec) -> dict[str, Any]:
         "params": spec.params,
         "size_bytes": sum(f.size or 0 for f in files) or None,
         "mae": find_mae(spec.metrics, flip=spec.flip),
+        "mae_by_dataset": {
+            dataset: find_mae(spec.metrics, flip=spec.flip, dataset=dataset)
+            for dataset in ("utkface", "aaf")
+        },
         "flip": spec.flip,
         "bundled": all(f.bundled for f in files),
         "license": spec.license,
@@ -458,15 +463,18 @@ def _model_row(spec: ModelSpec | EnsembleSpec) -> dict[str, Any]:
     return row
 
 
-def find_mae(metrics: Mapping[str, Any], *, flip: bool = False) -> float | None:
-    """The test MAE a model's manifest metrics record, or None.
+def find_mae(
+    metrics: Mapping[str, Any], *, flip: bool = False, dataset: str = "utkface"
+) -> float | None:
+    """The test MAE on ``dataset`` (``utkface`` or ``aaf``) a model's manifest metrics
+    record, or None.
 
-    ``utkface_test_pipeline`` (the full pipeline, written by ``python -m
-    benchmarks.accuracy --update-manifest``) wins over ``utkface_test`` (onnxruntime on
+    ``{dataset}_test_pipeline`` (the full pipeline, written by ``python -m
+    benchmarks.accuracy --update-manifest``) wins over ``{dataset}_test`` (onnxruntime on
     the training crop cache, written by the export). ``flip``: the model mirrors by
     default, so its figure with flip (``mae_flip``) is the one it gives, where recorded.
     """
-    for key in ("utkface_test_pipeline", "utkface_test"):
+    for key in (f"{dataset}_test_pipeline", f"{dataset}_test"):
         entry = metrics.get(key)
         if not isinstance(entry, Mapping):
             continue
@@ -474,6 +482,10 @@ def find_mae(metrics: Mapping[str, Any], *, flip: bool = False) -> float | None:
             if isinstance(entry.get(field), (int, float)):
                 return float(entry[field])
     return None
+
+
+def _mae_text(mae: float | None) -> str:
+    return "-" if mae is None else f"{mae:.2f}"
 
 
 def _params_text(params: Any) -> str:

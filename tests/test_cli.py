@@ -366,7 +366,11 @@ def _manifest_with_models() -> spec.Manifest:
         "file": {"filename": "tiny.onnx", "sha256": "0" * 64, "size": 250_000, "bundled": True},
         "input": {"size": 64, "crop_scales": [1.0, 1.25, 1.5]},
         "output": {"age": "age", "gender": "gender"},
-        "metrics": {"utkface_val": {"mae": 6.1}, "utkface_test": {"mae": 5.432}},
+        "metrics": {
+            "utkface_val": {"mae": 6.1},
+            "utkface_test": {"mae": 5.432},
+            "aaf_test_pipeline": {"mae": 7.0, "mae_flip": 6.789},
+        },
     }
     data = {
         "schema_version": 1,
@@ -385,8 +389,10 @@ def test_models_table_and_json(
     monkeypatch.setattr(spec, "load_manifest", _manifest_with_models)
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "KIND", "TASK", "PARAMS", "SIZE", "TEST", "MAE", "BUNDLED"]
-    assert lines[1].split() == ["noscore", "model", "age", "39.7K", "244", "KB", "-", "yes"]
+    assert lines[0].split() == [
+        *("NAME", "KIND", "TASK", "PARAMS", "SIZE", "UTKFACE", "MAE", "AAF", "MAE", "BUNDLED")
+    ]
+    assert lines[1].split() == ["noscore", "model", "age", "39.7K", "244", "KB", "-", "-", "yes"]
     assert lines[2].split() == [
         "tinyc3",
         "model",
@@ -395,6 +401,7 @@ def test_models_table_and_json(
         "244",
         "KB",
         "5.43",
+        "7.00",  # flip is off for this model: the plain figure
         "yes",
     ]
     assert lines[3].split()[:3] == ["yunet", "detector", "face"]
@@ -402,6 +409,7 @@ def test_models_table_and_json(
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == ["noscore", "tinyc3", "yunet"]
     assert rows[1]["mae"] == 5.432 and rows[1]["crops"] == 3 and rows[2]["kind"] == "detector"
+    assert rows[1]["mae_by_dataset"] == {"utkface": 5.432, "aaf": 7.0}
 
 
 def test_models_with_the_shipped_manifest() -> None:
@@ -421,6 +429,8 @@ def test_find_mae() -> None:
     assert find_mae(flipped) == 4.4
     assert find_mae(flipped, flip=True) == 4.3
     assert find_mae(both, flip=True) == 4.4  # no figure with flip: the plain one
+    assert find_mae(both, dataset="aaf") is None
+    assert find_mae({"aaf_test_pipeline": {"mae": 6.9}, **both}, dataset="aaf") == 6.9
 
 
 def test_download_needs_a_name(capsys: pytest.CaptureFixture[str]) -> None:
