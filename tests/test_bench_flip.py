@@ -37,8 +37,7 @@ def test_flip_is_chosen_on_the_mean_of_the_data_sets() -> None:
     assert accuracy.flip_pays([_runs(5.2, 5.1), _runs(7.0, 7.2)]) is False
     # gender: +1 point on one set, -3 on the other lowers the mean
     assert (
-        accuracy.flip_pays([_runs(5.2, 5.1, (0.92, 0.93)), _runs(7.0, 6.9, (0.90, 0.87))])
-        is False
+        accuracy.flip_pays([_runs(5.2, 5.1, (0.92, 0.93)), _runs(7.0, 6.9, (0.90, 0.87))]) is False
     )
 
 
