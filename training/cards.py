@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from training.card_recipe import fmt, recipe_lines
 from training.datasets import REPO_ROOT
@@ -30,43 +31,137 @@ def choices(name: str) -> str:
     return path.read_text().rstrip() if path.exists() else "- none"
 
 
+TITLES = {"utkface": "UTKFace", "aaf": "All-Age-Faces"}
+AGE_GROUPS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}%"
+
+
 def _pipeline_section(name: str) -> list[str]:
-    """The full-pipeline test figures ``benchmarks.accuracy --update-manifest`` recorded,
-    and the default flip its val run chose."""
+    """The full-pipeline test figures ``benchmarks.accuracy --update-manifest`` recorded
+    for each data set, and the default flip its val run chose."""
     manifest = json.loads((REPO_ROOT / "weights_manifest.json").read_text())
     model = manifest["models"].get(name, {})
-    entry = model.get("metrics", {}).get("utkface_test_pipeline")
-    if not entry:
+    metrics = model.get("metrics", {})
+    measured = {d: metrics[f"{d}_test_pipeline"] for d in TITLES if f"{d}_test_pipeline" in metrics}
+    if not measured:
         return []
+    flip = "_flip" if model.get("flip") else ""
     lines = [
-        "## Results through the full faceage pipeline (UTKFace test)",
+        "## Results through the full faceage pipeline (test splits)",
         "",
-        "| MAE | median AE | CS(5) | MAE with flip | gender accuracy | gender with flip "
+        f"With this model's default flip ({'on' if flip else 'off'}); MAE without / with flip.",
+        "",
+        "| data set | MAE | MAE with flip | median AE | CS(5) | gender | women | men "
         "| no face found |",
-        "|---|---|---|---|---|---|---|",
-        f"| {fmt(entry.get('mae'))} | {fmt(entry.get('median_ae'))} | "
-        f"{fmt(entry.get('cs5'), 3)} | {fmt(entry.get('mae_flip'))} | "
-        f"{fmt(entry.get('gender_accuracy'), 3)} | {fmt(entry.get('gender_accuracy_flip'), 3)} "
-        f"| {100 * entry.get('no_face_share', 0):.2f}% |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset, entry in measured.items():
+        lines.append(
+            f"| {TITLES[dataset]} | {fmt(entry.get('mae'))} | {fmt(entry.get('mae_flip'))} | "
+            f"{fmt(entry.get('median_ae'))} | {fmt(entry.get('cs5'), 3)} | "
+            f"{_percent(entry.get('gender_accuracy' + flip))} | "
+            f"{_percent(entry.get('gender_accuracy_female' + flip))} | "
+            f"{_percent(entry.get('gender_accuracy_male' + flip))} | "
+            f"{100 * entry.get('no_face_share', 0):.2f}% |"
+        )
+    grouped = {d: e["by_age_group"] for d, e in measured.items() if "by_age_group" in e}
+    if grouped:
+        lines += [
+            "",
+            "MAE and signed error (predicted - true; + is over-estimation) by age group, flip off:",
+            "",
+            "| data set | | " + " | ".join(AGE_GROUPS) + " |",
+            "|---|---" + "|---" * len(AGE_GROUPS) + "|",
+        ]
+        for dataset, groups in grouped.items():
+            for key, label, digits in (("mae", "MAE", ".1f"), ("signed", "signed", "+.1f")):
+                cells = [format(groups[g][key], digits) if g in groups else "" for g in AGE_GROUPS]
+                lines.append(f"| {TITLES[dataset]} | {label} | " + " | ".join(cells) + " |")
+    first = next(iter(measured.values()))
+    lines += [
         "",
-        f"Measured by `{entry.get('command')}` on {entry.get('machine')}: {entry.get('protocol')}.",
+        f"Measured by `{first.get('command')}` on {first.get('machine')}: {first.get('protocol')}.",
         "",
     ]
-    val = model.get("metrics", {}).get("utkface_val_pipeline")
-    if val and "mae_flip" in val:
-        gender = (
-            f", gender {100 * val['gender_accuracy']:.1f}% -> "
-            f"{100 * val['gender_accuracy_flip']:.1f}%"
-            if "gender_accuracy_flip" in val
-            else ""
+    vals = [metrics[f"{d}_val_pipeline"] for d in measured if f"{d}_val_pipeline" in metrics]
+    if vals and all("mae_flip" in v for v in vals):
+        figures = "; ".join(
+            f"{TITLES[d]} {v['mae']:.3f} -> {v['mae_flip']:.3f}"
+            + (
+                f" (gender {100 * v['gender_accuracy']:.1f}% -> "
+                f"{100 * v['gender_accuracy_flip']:.1f}%)"
+                if "gender_accuracy_flip" in v
+                else ""
+            )
+            for d, v in zip(measured, vals)
         )
         lines += [
             f"Flip by default: **{'on' if model.get('flip') else 'off'}**, chosen on val "
-            f"(`{val.get('command')}`): with flip, val MAE {val['mae']:.3f} -> "
-            f"{val['mae_flip']:.3f}{gender}.",
+            f"(`{vals[0].get('command')}`; on the mean over the data sets): with flip, val "
+            f"MAE {figures}.",
             "",
         ]
     return lines
+
+
+def _datasets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The data sets a run trained on, each with its crop cache's ``meta.json`` (a run
+    from before data sets were a parameter trained on UTKFace alone)."""
+    data = results["data"]
+    if "datasets" in data:
+        return data["datasets"]
+    return {"utkface": {"sampling_weight": 1.0, "crop_cache": data["crop_cache"]}}
+
+
+def _trained_on(results: dict[str, Any]) -> str:
+    return " and ".join(TITLES[d] for d in _datasets(results))
+
+
+def _per_set(row: dict[str, Any] | None, results: dict[str, Any]) -> list[tuple[str, Any]]:
+    if not row:
+        return []
+    if "by_dataset" in row:
+        return list(row["by_dataset"].items())
+    return [(next(iter(_datasets(results))), row)]
+
+
+def _data_section(results: dict[str, Any]) -> list[str]:
+    sets = _datasets(results)
+    lines = []
+    for dataset, info in sets.items():
+        meta = info["crop_cache"]
+        split = meta["per_split"]
+        more = [split[s].get("more_than_one_face") for s in ("train", "val", "test")]
+        lines += [
+            f"- **{TITLES[dataset]}** ({meta.get('description', 'aligned and cropped chips')}), "
+            f"fixed split of its `labels.csv`: {split['train']['images']:,} train, "
+            f"{split['val']['images']:,} val, {split['test']['images']:,} test"
+            + (f"; drawn {info['sampling_weight']:g}x per epoch" if len(sets) > 1 else "")
+            + f". Crops by faceage itself (`python -m training.data --dataset {dataset}`): "
+            f"RetinaFace (default settings), {meta.get('labelled_face', 'best-scoring face')}, "
+            f"`faceage.alignment.context_crops` at scales {meta['scales']}, {meta['size']} px. "
+            f"No face found: {split['train']['not_detected']} train, "
+            f"{split['val']['not_detected']} val, {split['test']['not_detected']} test "
+            f"photos; {meta.get('when_no_face', 'cropped as aligned chips and kept')}."
+            + (
+                f" More than one face: {more[0]} train, {more[1]} val, {more[2]} test."
+                if None not in more
+                else ""
+            )
+        ]
+    selection = (
+        "the mean of the data sets' val scores (each set counts alike)"
+        if len(sets) > 1
+        else "the val score"
+    )
+    return [
+        *lines,
+        "",
+        f"Trained on train, chosen on {selection} (best epoch), evaluated once on test.",
+    ]
 
 
 def _speed_section(name: str) -> list[str]:
@@ -100,8 +195,6 @@ def write_card(name: str) -> Path:
     info = config["manifest"]
     metrics = results.get("metrics", {})
     onnx_metrics = export.get("onnxruntime_metrics", {})
-    meta = results["data"]["crop_cache"]
-    per_split = meta["per_split"]
     file_info = export.get("file", {})
     paper_params = ARCHITECTURES[config["architecture"]][1]
     lines = [
@@ -122,7 +215,8 @@ def write_card(name: str) -> Path:
         "(x/255 - 0.5) / 0.5",
         "- **Output:** `age` in years clipped to [0, 116]"
         + (", `gender` = P(female)" if info["task"] == "age+gender" else ""),
-        "- **Licence:** weights trained on UTKFace: non-commercial research only (UTKFace terms).",
+        f"- **Licence:** weights trained on {_trained_on(results)}: non-commercial research "
+        "only (the data sets' terms).",
         "",
         "## Choices where the paper is vague",
         "",
@@ -130,18 +224,7 @@ def write_card(name: str) -> Path:
         "",
         "## Data",
         "",
-        "UTKFace aligned-and-cropped chips with the fixed split of `labels.csv`: "
-        f"{per_split['train']['images']} train, {per_split['val']['images']} val, "
-        f"{per_split['test']['images']} test. Trained on train, chosen on val (best epoch), "
-        "evaluated once on test.",
-        "",
-        "Crops were made by faceage itself (`python -m training.data`): RetinaFace "
-        "(default settings), best-scoring face, `faceage.alignment.context_crops` at "
-        f"scales {meta['scales']}, {meta['size']} px. Detector failures: "
-        f"{per_split['train']['not_detected']} train, {per_split['val']['not_detected']} val, "
-        f"{per_split['test']['not_detected']} test images had no face found; they were "
-        "cropped as if the chip were an aligned crop (`faceage.alignment.crop_landmarks`), "
-        "and kept (test figures on detected faces only are in the results file).",
+        *_data_section(results),
         "",
         "## Training",
         "",
@@ -154,18 +237,19 @@ def write_card(name: str) -> Path:
             else []
         ),
         "",
-        "## Results (UTKFace, faceage's cached crops)",
+        "## Results on faceage's cached crops",
         "",
-        "| split | MAE (years) | CS(5) | gender accuracy | evaluated with |",
-        "|---|---|---|---|---|",
+        "| split | data set | MAE (years) | CS(5) | gender | women | men | evaluated with |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for split in ("val", "test"):
         for source, table in (("PyTorch", metrics), ("onnxruntime", onnx_metrics)):
-            row = table.get(split)
-            if row:
+            for dataset, row in _per_set(table.get(split), results):
                 lines.append(
-                    f"| {split} | {fmt(row.get('mae'))} | {fmt(row.get('cs5'), 3)} | "
-                    f"{fmt(row.get('gender_accuracy'), 3)} | {source} |"
+                    f"| {split} | {TITLES[dataset]} | {fmt(row.get('mae'))} | "
+                    f"{fmt(row.get('cs5'), 3)} | {_percent(row.get('gender_accuracy'))} | "
+                    f"{_percent(row.get('gender_accuracy_female'))} | "
+                    f"{_percent(row.get('gender_accuracy_male'))} | {source} |"
                 )
     parity = export.get("parity", {})
     lines += [
