@@ -241,7 +241,7 @@ class AgeEstimator:
         smoothing: bool = True,
         fps: float | None = None,
         max_missed: int = DEFAULT_MAX_MISSED,
-        half_life: float = DEFAULT_HALF_LIFE,
+        half_life: float | None = DEFAULT_HALF_LIFE,
         color_order: ColorOrder = "bgr",
         on_frame: FrameCallback | None = None,
     ) -> VideoRun:
@@ -258,7 +258,8 @@ class AgeEstimator:
             max_missed: scored frames a track survives without its face (occlusion, a
                 missed detection) before a face there gets a new id.
             half_life: scored frames after which one weighs half as much in the track's
-                age (see :mod:`faceage.smoothing`).
+                age; None (default): the track's age is the (interval-weighted) mean of
+                all its frames (see :mod:`faceage.smoothing`).
             on_frame: ``on_frame(index, image, result)`` for every frame read, scored or
                 not (``result``: the latest scored frame's), e.g. to write a video.
 
@@ -294,7 +295,7 @@ class AgeEstimator:
         fps: float | None = None,
         smoothing: bool = True,
         max_missed: int = DEFAULT_MAX_MISSED,
-        half_life: float = DEFAULT_HALF_LIFE,
+        half_life: float | None = DEFAULT_HALF_LIFE,
         color_order: ColorOrder = "bgr",
     ) -> VideoTracker:
         """A tracker for frames you already hold: ``tracker.update(frame)`` scores one and

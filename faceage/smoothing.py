@@ -5,24 +5,26 @@ Run frame by frame, a model's age for a still face moves with camera noise, smal
 turns and focus. The age of a track is instead a weighted running mean of its frames'
 ages:
 
-* each frame weighs ``detection_score / sigma**2``, where ``sigma`` is that face's own
-  uncertainty in years: from its calibrated interval (``age_low``, ``age_high`` at
-  ``age_coverage``) where the model gives one, else ``age_std``, else one constant, so
-  every frame weighs alike apart from its detection score;
-* older frames fade with a half-life of ``half_life`` observations. A person's age does
-  not change during a video and most of a model's error on one face is the same in
-  every frame, so the more frames the better: the default, 150 (five seconds of 30 fps
-  video, about 430 frames of effective memory), is nearly a plain mean over a clip, yet
-  lets a track that runs for many minutes follow the light and pose it is seen in now.
-  (On the test clips a half-life of 10 or 20 frames left the final age further from the
-  truth than the frames' own ages on average; ``benchmarks/video_tracking.py``);
-* a new track starts from its first frame alone (the mean of the frames so far, no prior
-  and no lag), and if a track's frames disagree with its estimate by more than
-  ``change_years`` (or three spreads) ``change_frames`` times running, in the same
-  direction, the tracker has most likely handed the track to another person: the estimate
-  restarts from those frames instead of taking seconds to drift over.
+* each frame weighs ``1 / sigma**2``, where ``sigma`` is that face's own uncertainty in
+  years: from its calibrated interval (``age_low``, ``age_high`` at ``age_coverage``)
+  where the model gives one, else ``age_std``; a model that gives neither makes every
+  frame weigh alike. (The detection score is not a weight: it says how sure the
+  detector is that there is a face, not how good the age is.)
+* by default no frame is forgotten: a person's age does not change during a video, so
+  the mean of all their frames is the steadiest estimate, and it keeps settling as
+  frames accumulate. ``half_life`` (in frames) makes older frames fade instead, for a
+  track that runs for hours through changing light; on the test clips a half-life of
+  10-30 frames left the final age further from the truth than the frames' own ages
+  (``python -m benchmarks.video_tracking``). With equal weights and no forgetting, the
+  track's age is the mean of its frames' ages, so it can never be further from the
+  truth than they are on average.
+* a new track starts from its first frame alone (no prior, so no lag behind a new
+  face), and if a track's frames disagree with its estimate by more than
+  ``change_years`` (or three spreads) ``change_frames`` times running, on the same
+  side, the tracker has most likely handed the track to another person: the estimate
+  restarts from those frames instead of drifting over for many seconds.
 
-Gender is the same running mean of P(female), weighted by detection score. The spread is
+Gender is the same running mean of P(female), each frame weighing alike. The spread is
 the weighted standard deviation of the frame ages the estimate rests on.
 """
 
@@ -34,8 +36,9 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, Final
 
-#: Defaults of :class:`AgeSmoother` (guarded by tests/test_tracking.py).
-DEFAULT_HALF_LIFE: Final = 150.0
+#: Defaults of :class:`AgeSmoother` (guarded by tests/test_tracking.py); a half-life of
+#: None forgets nothing.
+DEFAULT_HALF_LIFE: Final[float | None] = None
 DEFAULT_CHANGE_YEARS: Final = 10.0
 DEFAULT_CHANGE_FRAMES: Final = 5
 # Uncertainty assumed for a face whose model gives none: only ratios of weights matter,
@@ -93,7 +96,8 @@ class AgeSmoother:
     """The running age (and P(female)) of one track; see the module notes.
 
     Args:
-        half_life: observations after which a frame weighs half as much as a new one.
+        half_life: frames after which a frame weighs half as much as a new one; None
+            (default): frames never fade.
         change_years: a frame this many years (or three spreads, if more) from the
             estimate counts as disagreeing with it.
         change_frames: after this many disagreeing frames in a row, all on the same side,
@@ -103,18 +107,18 @@ class AgeSmoother:
     def __init__(
         self,
         *,
-        half_life: float = DEFAULT_HALF_LIFE,
+        half_life: float | None = DEFAULT_HALF_LIFE,
         change_years: float = DEFAULT_CHANGE_YEARS,
         change_frames: int = DEFAULT_CHANGE_FRAMES,
     ) -> None:
-        if not half_life > 0:
-            raise ValueError(f"half_life must be > 0, got {half_life}")
+        if half_life is not None and not half_life > 0:
+            raise ValueError(f"half_life must be > 0 or None, got {half_life}")
         if change_frames < 1:
             raise ValueError(f"change_frames must be >= 1, got {change_frames}")
-        self.decay = 0.5 ** (1.0 / half_life)
+        self.decay = 1.0 if half_life is None else 0.5 ** (1.0 / half_life)
         self.change_years = change_years
         self.change_frames = change_frames
-        self._recent: deque[tuple[float, float, float, float | None]] = deque(maxlen=change_frames)
+        self._recent: deque[tuple[float, float, float | None]] = deque(maxlen=change_frames)
         self._streak = 0
         self._reset()
 
@@ -128,16 +132,14 @@ class AgeSmoother:
         age: float,
         *,
         sigma: float | None = None,
-        score: float = 1.0,
         female_probability: float | None = None,
     ) -> SmoothedEstimate:
-        """Add one frame's age (``sigma``: its uncertainty in years, None if unknown;
-        ``score``: its detection score) and P(female); returns the new estimate."""
+        """Add one frame's age (``sigma``: its uncertainty in years, None if unknown) and
+        P(female); returns the new estimate."""
         if not math.isfinite(age):
             return self.estimate()  # a frame without an age changes nothing
         sigma = max(_DEFAULT_SIGMA if sigma is None else sigma, _MIN_SIGMA)
-        score = min(max(score, 1e-3), 1.0) if math.isfinite(score) else 1.0
-        weight = score / sigma**2
+        weight = 1.0 / sigma**2
         if self.observations >= self.change_frames:
             mean, spread = self._age_sum / self._weight, self._spread()
             offset = age - mean
@@ -146,8 +148,8 @@ class AgeSmoother:
                 self._streak = self._streak + side if self._streak * side >= 0 else side
             else:
                 self._streak = 0
-        self._recent.append((age, weight, score, female_probability))
-        self._add(age, weight, score, female_probability)
+        self._recent.append((age, weight, female_probability))
+        self._add(age, weight, female_probability)
         if abs(self._streak) >= self.change_frames:
             self._reset()
             for item in self._recent:
@@ -155,14 +157,14 @@ class AgeSmoother:
             self._streak = 0
         return self.estimate()
 
-    def _add(self, age: float, weight: float, score: float, female: float | None) -> None:
+    def _add(self, age: float, weight: float, female: float | None) -> None:
         decay = self.decay
         self._weight = decay * self._weight + weight
         self._age_sum = decay * self._age_sum + weight * age
         self._square_sum = decay * self._square_sum + weight * age * age
         if female is not None and math.isfinite(female):
-            self._gender_weight = decay * self._gender_weight + score
-            self._female_sum = decay * self._female_sum + score * female
+            self._gender_weight = decay * self._gender_weight + 1.0
+            self._female_sum = decay * self._female_sum + female
         self.observations += 1
 
     def _spread(self) -> float:

@@ -64,7 +64,8 @@ class VideoTracker:
         smoothing: False makes every ``*_smoothed`` field the frame's own value (tracks
             are still linked).
         max_missed: frames (scored ones) a track survives without its face.
-        half_life: frames after which one weighs half as much in a track's age.
+        half_life: scored frames after which one weighs half as much in a track's age;
+            None (default): a track's age is the (interval-weighted) mean of all its frames.
         color_order: channel order of array frames (``"bgr"`` from OpenCV).
     """
 
@@ -75,7 +76,7 @@ class VideoTracker:
         fps: float | None = None,
         smoothing: bool = True,
         max_missed: int = DEFAULT_MAX_MISSED,
-        half_life: float = DEFAULT_HALF_LIFE,
+        half_life: float | None = DEFAULT_HALF_LIFE,
         color_order: ColorOrder = "bgr",
     ) -> None:
         if fps is not None and not (math.isfinite(fps) and fps > 0):
@@ -135,7 +136,6 @@ class VideoTracker:
             estimate = state.smoother.update(
                 face.age,
                 sigma=age_sigma(face),
-                score=face.detection_score,
                 female_probability=female,
             )
         else:
@@ -284,7 +284,7 @@ def predict_video(
     smoothing: bool = True,
     fps: float | None = None,
     max_missed: int = DEFAULT_MAX_MISSED,
-    half_life: float = DEFAULT_HALF_LIFE,
+    half_life: float | None = DEFAULT_HALF_LIFE,
     color_order: ColorOrder = "bgr",
     on_frame: FrameCallback | None = None,
 ) -> VideoRun:
