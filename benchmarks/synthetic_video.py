@@ -127,8 +127,10 @@ def render_frame(
     height: int,
     background: np.ndarray,
     rng: np.random.Generator,
+    phase: float = 0.0,
 ) -> tuple[np.ndarray, list[tuple[int, tuple[float, float, float, float]]]]:
-    """One frame and its truth (person index, box) for the faces in view."""
+    """One frame and its truth (person index, box) for the faces in view; ``phase``
+    shifts the roll and focus cycles, so clips do not all end at the same point of them."""
     ox = int((width / 2) * (1 + math.sin(index / 40)))  # a slowly panning background
     oy = int((height / 2) * (1 + math.cos(index / 55)))
     canvas = background[oy : oy + height, ox : ox + width].copy()
@@ -138,8 +140,8 @@ def render_frame(
         if place is None:
             continue
         cx, cy, size = place
-        roll = 4.0 * math.sin(index / 7 + number)  # small head roll
-        blur = 0.6 + 0.6 * math.sin(index / 11 + 2 * number)  # focus coming and going
+        roll = 4.0 * math.sin(index / 7 + number + phase)  # small head roll
+        blur = 0.6 + 0.6 * math.sin(index / 11 + 2 * number + phase)  # focus coming and going
         box = _paste(canvas, person.chip, cx, cy, size, roll, max(blur, 0.0))
         if index in person.covered:
             x1, y1, x2, y2 = (round(v) for v in box)
@@ -166,13 +168,14 @@ def write_clip(
     """Write ``frames`` frames of ``people`` to ``path`` with ``cv2.VideoWriter``."""
     rng = np.random.default_rng(seed)
     background = _background(width, height, rng)
+    phase = float(rng.uniform(0, 2 * math.pi))
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {fourcc} to {path}")
     clip = Clip(path, list(people), frames, fps)
     try:
         for index in range(frames):
-            image, truth = render_frame(people, index, width, height, background, rng)
+            image, truth = render_frame(people, index, width, height, background, rng, phase)
             writer.write(image)
             clip.truth.append(truth)
     finally:
@@ -227,6 +230,18 @@ def scenario(
 
 
 SCENARIOS = ("single", "crossing", "handover", "covered")
+
+
+def scenario_clips(folder: Path, *, fourcc: str = "mp4v") -> dict[str, Clip]:
+    """The four scenarios with the faces ``tests/test_video.py`` uses (ages 18, 37, 56, 75)."""
+    faces = utkface_faces(4)
+    chosen = {
+        "single": faces[:1],
+        "crossing": faces[1:3],
+        "handover": [faces[3], faces[0]],
+        "covered": faces[2:3],
+    }
+    return {name: scenario(name, folder, chosen[name], fourcc=fourcc) for name in SCENARIOS}
 
 
 def person_of(

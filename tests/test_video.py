@@ -21,7 +21,14 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.synthetic_video import SCENARIOS, Clip, evaluate, scenario, utkface_faces
+from benchmarks.synthetic_video import (
+    SCENARIOS,
+    Clip,
+    evaluate,
+    scenario,
+    scenario_clips,
+    utkface_faces,
+)
 from faceage import AgeEstimator, CameraError, VideoDecodeError, VideoNotFoundError
 from faceage.cli import main
 from faceage.video_io import IterableSource
@@ -42,22 +49,8 @@ def estimator() -> AgeEstimator:
 
 
 @pytest.fixture(scope="module")
-def faces() -> list[tuple[Path, int]]:
-    return utkface_faces(4)
-
-
-@pytest.fixture(scope="module")
-def clips(
-    tmp_path_factory: pytest.TempPathFactory, faces: list[tuple[Path, int]]
-) -> dict[str, Clip]:
-    folder = tmp_path_factory.mktemp("clips")
-    chosen = {
-        "single": faces[:1],
-        "crossing": faces[1:3],
-        "handover": [faces[3], faces[0]],
-        "covered": faces[2:3],
-    }
-    return {name: scenario(name, folder, chosen[name]) for name in SCENARIOS}
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Clip]:
+    return scenario_clips(tmp_path_factory.mktemp("clips"))
 
 
 @pytest.fixture(scope="module")
