@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Union
+from typing import Any, Union
 
 import cv2
 import numpy as np
@@ -28,9 +28,6 @@ logger = logging.getLogger(__name__)
 
 #: What :func:`open_video` takes: a file path, a camera index, or frames (BGR arrays).
 VideoInput = Union[str, "os.PathLike[str]", int, Iterable[Any]]
-
-#: Frames per second assumed for writing a camera's frames when it does not say.
-DEFAULT_CAMERA_FPS: Final = 30.0
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from faceage.results import Face, ImageResult
 from faceage.smoothing import DEFAULT_CHANGE_FRAMES, DEFAULT_HALF_LIFE, AgeSmoother, age_sigma
 from faceage.tracking import DEFAULT_MAX_MISSED, FaceTracker
 from faceage.video import VideoTracker
-from faceage.video_output import face_columns, output_columns
+from faceage.video_rows import face_columns, output_columns
 
 
 def box_at(cx: float, cy: float, size: float = 100.0) -> tuple[float, float, float, float]:
