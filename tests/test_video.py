@@ -32,8 +32,8 @@ from benchmarks.synthetic_video import (
 from faceage import AgeEstimator, CameraError, VideoDecodeError, VideoNotFoundError
 from faceage.cli import main
 from faceage.video_io import IterableSource
-from faceage.video_rows import ENDED_EARLY, output_columns
 from faceage.video_results import FrameResult
+from faceage.video_rows import ENDED_EARLY, output_columns
 from tests._shared import UTKFACE
 
 REPO = Path(__file__).resolve().parents[1]
