@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from faceage._version import __version__
 from faceage.errors import (
+    CameraError,
     FaceageError,
     ImageDecodeError,
     ImageNotFoundError,
     ImageTooLargeError,
     ModelSpecError,
     UnknownModelError,
+    VideoDecodeError,
+    VideoNotFoundError,
     WeightsIntegrityError,
     WeightsNotFoundError,
 )
@@ -30,18 +33,25 @@ if TYPE_CHECKING:
     from faceage.images import ImageInput
     from faceage.results import Face, ImageResult
     from faceage.spec import ModelSpec
+    from faceage.video_results import FrameResult, TrackedFace, TrackSummary
 
 __all__ = [
     "AgeEstimator",
+    "CameraError",
     "Face",
     "FaceageError",
+    "FrameResult",
     "ImageDecodeError",
     "ImageNotFoundError",
     "ImageResult",
     "ImageTooLargeError",
     "ModelSpec",
     "ModelSpecError",
+    "TrackSummary",
+    "TrackedFace",
     "UnknownModelError",
+    "VideoDecodeError",
+    "VideoNotFoundError",
     "WeightsIntegrityError",
     "WeightsNotFoundError",
     "__version__",
@@ -54,6 +64,9 @@ _LAZY = {
     "Face": "faceage.results",
     "ImageResult": "faceage.results",
     "ModelSpec": "faceage.spec",
+    "FrameResult": "faceage.video_results",
+    "TrackedFace": "faceage.video_results",
+    "TrackSummary": "faceage.video_results",
 }
 
 

@@ -2,6 +2,7 @@
 
     faceage predict IMG... [--model c3ae]          one JSON line per image on stdout
     faceage batch DIR --out ages.csv [--resume]    CSV / JSON lines, progress on stderr
+    faceage video CLIP --out faces.csv             tracked, smoothed ages per frame
     faceage models [--json]                        the registry as a table
     faceage download NAME|all [--detector yunet]   pre-fetch weights for offline use
 
@@ -149,6 +150,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     batch.set_defaults(func=_cmd_batch)
+
+    video = commands.add_parser(
+        "video",
+        parents=[common, model],
+        help="track and age the people of a video file or a camera",
+        description="Score a video (or a camera, until Ctrl-C) into one row per face per "
+        "scored frame: frame, time, track_id, the frame's own age and the track's smoothed "
+        "age, box and the rest. A frame that cannot be read gets an error row; a file "
+        "that ends before its header's frame count gets a last row saying so (exit 1).",
+    )
+    video.add_argument("input", nargs="?", metavar="INPUT", help="video file")
+    video.add_argument(
+        "--camera",
+        type=int,
+        default=None,
+        metavar="N",
+        help="read camera N (0: the first) until Ctrl-C instead of a file",
+    )
+    video.add_argument("--out", required=True, metavar="FILE", help="output file, *.csv or *.jsonl")
+    video.add_argument(
+        "--summary", metavar="FILE", default=None, help="also one row per track, *.csv or *.jsonl"
+    )
+    video.add_argument(
+        "--draw",
+        metavar="FILE",
+        default=None,
+        help="also write the annotated video (box, track id, smoothed age), *.mp4 or *.avi",
+    )
+    video.add_argument(
+        "--every",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="score every Nth frame (default: %(default)s); see the README for real time",
+    )
+    video.add_argument(
+        "--no-smoothing",
+        action="store_true",
+        help="the *_smoothed columns repeat each frame's own values (tracks still linked)",
+    )
+    video.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    video.add_argument("--no-progress", action="store_true", help="no progress on stderr")
+    video.set_defaults(func=_cmd_video)
 
     models = commands.add_parser("models", parents=[common], help="list the registered models")
     models.add_argument("--json", action="store_true", help="a JSON array instead of a table")
@@ -384,6 +428,77 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         flush=True,
     )
     return EXIT_FAILED if summary.errors else EXIT_OK
+
+
+# --- video ----------------------------------------------------------------------------
+
+
+def _cmd_video(args: argparse.Namespace) -> int:
+    from faceage.video_output import check_outputs, score_video
+
+    if (args.input is None) == (args.camera is None):
+        raise ValueError("give a video file or --camera N, not both and not neither")
+    source = args.input if args.input is not None else args.camera
+    check_outputs(source, args.out, summary=args.summary, draw=args.draw, overwrite=args.overwrite)
+    estimator = _load_estimator(args)
+    if not args.debug:
+        _quiet_opencv()
+    bar = None if args.no_progress else ProgressBar(sys.stderr, unit="frames", rate_unit="frames/s")
+    try:
+        summary = score_video(
+            estimator,
+            source,
+            args.out,
+            summary=args.summary,
+            draw=args.draw,
+            every=args.every,
+            smoothing=not args.no_smoothing,
+            overwrite=args.overwrite,
+            progress=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    read = f"{summary.frames_read} frame(s) read"
+    if summary.frames_expected is not None and summary.frames_read != summary.frames_expected:
+        read = f"{summary.frames_read} of {summary.frames_expected} frame(s) read"
+    parts = [
+        read,
+        f"{summary.frames_scored} scored",
+        f"{summary.tracks} track(s)",
+        f"{summary.faces} face row(s)",
+        f"{summary.errors} error(s)",
+    ]
+    outputs = [summary.out, *(p for p in (args.summary, args.draw) if p)]
+    print(
+        f"faceage: {', '.join(parts)} in {summary.seconds:.1f} s "
+        f"({summary.frames_per_second:.1f} frames/s) -> {', '.join(outputs)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if summary.interrupted and args.camera is None:
+        _error(f"interrupted; {', '.join(outputs)} hold every frame scored until then")
+        return EXIT_INTERRUPTED
+    if summary.ended_early:
+        _error(
+            f"{summary.source} ended early: {summary.frames_read} of its "
+            f"{summary.frames_expected} frames could be read; every one of them was scored"
+        )
+        return EXIT_FAILED
+    return EXIT_FAILED if summary.errors else EXIT_OK
+
+
+def _quiet_opencv() -> None:
+    # OpenCV and FFmpeg print their own warnings about damaged files; our rows say it.
+    import os
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    try:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except (ImportError, AttributeError):
+        pass
 
 
 # --- models and download --------------------------------------------------------------

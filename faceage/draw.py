@@ -51,11 +51,24 @@ def face_label(face: Face) -> str:
     return label
 
 
-def draw_faces(image_bgr: np.ndarray, faces: Iterable[Face]) -> np.ndarray:
+def draw_faces(
+    image_bgr: np.ndarray,
+    faces: Iterable[Face],
+    *,
+    labels: Sequence[str] | None = None,
+    colors: Sequence[tuple[int, int, int]] | None = None,
+) -> np.ndarray:
     """An annotated copy of ``image_bgr`` (``HxWx3`` uint8): box, landmarks and label per face.
 
     Coordinates are those of :class:`~faceage.results.Face` (pixels of the same image).
+    ``labels`` and ``colors`` (BGR), one per face, replace :func:`face_label` and the
+    colour by gender (``faceage video`` labels and colours faces by track).
     """
+    face_list = list(faces)
+    if labels is not None and len(labels) != len(face_list):
+        raise ValueError(f"got {len(face_list)} faces but {len(labels)} labels")
+    if colors is not None and len(colors) != len(face_list):
+        raise ValueError(f"got {len(face_list)} faces but {len(colors)} colors")
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
         raise ValueError(
             f"draw_faces needs an HxWx3 uint8 BGR image, got shape {image_bgr.shape} "
@@ -65,9 +78,11 @@ def draw_faces(image_bgr: np.ndarray, faces: Iterable[Face]) -> np.ndarray:
     height, width = canvas.shape[:2]
     thickness = max(1, round(min(height, width) / 250))
     font_scale = max(0.35, min(height, width) / 700)
-    for face in faces:
+    for number, face in enumerate(face_list):
         color = (
-            AGE_ONLY_COLOR
+            colors[number]
+            if colors is not None
+            else AGE_ONLY_COLOR
             if face.gender is None
             else FEMALE_COLOR
             if face.gender == "female"
@@ -77,7 +92,8 @@ def draw_faces(image_bgr: np.ndarray, faces: Iterable[Face]) -> np.ndarray:
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
         for (x, y), point_color in zip(face.landmarks, LANDMARK_COLORS):
             cv2.circle(canvas, (round(x), round(y)), thickness + 1, point_color, -1, cv2.LINE_AA)
-        _draw_label(canvas, face_label(face), (x1, y1), color, font_scale, thickness)
+        label = labels[number] if labels is not None else face_label(face)
+        _draw_label(canvas, label, (x1, y1), color, font_scale, thickness)
     return canvas
 
 

@@ -43,3 +43,15 @@ class WeightsIntegrityError(FaceageError, OSError):
 
 class DetectorPackageError(FaceageError, ImportError):
     """The package that ships the default detector's bytes is missing or is the wrong one."""
+
+
+class VideoNotFoundError(FaceageError, FileNotFoundError):
+    """A video path does not exist or is not a file."""
+
+
+class VideoDecodeError(FaceageError, ValueError):
+    """The input is not a video OpenCV can read (not a video, unknown codec, no frame)."""
+
+
+class CameraError(FaceageError, OSError):
+    """A camera index cannot be opened or gives no frame."""

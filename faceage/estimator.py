@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,8 +28,14 @@ from faceage.inference import AgeModel, AgeOutputs
 from faceage.preprocess import face_crops, mirror_crops
 from faceage.results import Face, Gender, ImageResult
 from faceage.runtime import ProviderList
+from faceage.smoothing import DEFAULT_HALF_LIFE
 from faceage.spec import EnsembleSpec, ModelSpec, load_manifest
+from faceage.tracking import DEFAULT_MAX_MISSED
 from faceage.user_models import resolve_user_model
+
+if TYPE_CHECKING:
+    from faceage.video import FrameCallback, VideoRun, VideoTracker
+    from faceage.video_io import VideoInput
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +232,86 @@ class AgeEstimator:
         """Stream one result per image file under ``path`` (sorted), errors included."""
         files = iter_image_files(path, recursive=recursive)
         return self._stream(((f, f) for f in files), chunk_size=chunk_size)
+
+    def predict_video(
+        self,
+        source: VideoInput,
+        *,
+        every: int = 1,
+        smoothing: bool = True,
+        fps: float | None = None,
+        max_missed: int = DEFAULT_MAX_MISSED,
+        half_life: float | None = DEFAULT_HALF_LIFE,
+        color_order: ColorOrder = "bgr",
+        on_frame: FrameCallback | None = None,
+    ) -> VideoRun:
+        """Track every person of a video and age them: one result per scored frame.
+
+        Args:
+            source: a video file path, a camera index (``int``), or an iterable of frames
+                (numpy arrays, BGR unless ``color_order="rgb"``).
+            every: score frames 0, N, 2N...; indexes and times stay those of the source.
+            smoothing: give each face its track's running age and gender (False: the
+                ``*_smoothed`` fields repeat the frame's own values).
+            fps: frames per second; gives an iterable's frames their times, and overrides
+                a file's header.
+            max_missed: scored frames a track survives without its face (occlusion, a
+                missed detection) before a face there gets a new id.
+            half_life: scored frames after which one weighs half as much in the track's
+                age; None (default): the track's age is the (interval-weighted) mean of
+                all its frames (see :mod:`faceage.smoothing`).
+            on_frame: ``on_frame(index, image, result)`` for every frame read, scored or
+                not (``result``: the latest scored frame's), e.g. to write a video.
+
+        Returns:
+            A :class:`~faceage.video.VideoRun`: iterate it for
+            :class:`~faceage.video_results.FrameResult` (``index``, ``time``, ``faces``:
+            :class:`~faceage.video_results.TrackedFace` with ``track_id``, ``age``,
+            ``age_smoothed``...). ``run.tracks()`` summarises each person,
+            ``run.ended_early`` tells a truncated file. A frame that cannot be scored
+            gets an error result and the run goes on.
+
+        Raises:
+            VideoNotFoundError, VideoDecodeError, CameraError: the source cannot be read
+                (raised here, before any frame is scored).
+        """
+        from faceage.video import predict_video
+
+        return predict_video(
+            self,
+            source,
+            every=every,
+            smoothing=smoothing,
+            fps=fps,
+            max_missed=max_missed,
+            half_life=half_life,
+            color_order=color_order,
+            on_frame=on_frame,
+        )
+
+    def track(
+        self,
+        *,
+        fps: float | None = None,
+        smoothing: bool = True,
+        max_missed: int = DEFAULT_MAX_MISSED,
+        half_life: float | None = DEFAULT_HALF_LIFE,
+        color_order: ColorOrder = "bgr",
+    ) -> VideoTracker:
+        """A tracker for frames you already hold: ``tracker.update(frame)`` scores one and
+        returns its :class:`~faceage.video_results.FrameResult`, as :meth:`predict_video`
+        would; ``tracker.summaries()`` gives the tracks. Arguments as for
+        :meth:`predict_video`."""
+        from faceage.video import VideoTracker
+
+        return VideoTracker(
+            self,
+            fps=fps,
+            smoothing=smoothing,
+            max_missed=max_missed,
+            half_life=half_life,
+            color_order=color_order,
+        )
 
     # -- pipeline -------------------------------------------------------------------
 
