@@ -103,9 +103,9 @@ def _paste(
     # The whole chip (face, hair, shoulders: the context the models were trained with),
     # its edges feathered into the background.
     edge = max(2, side // 25)
-    mask = np.zeros((side, side), np.float32)
-    mask[edge:-edge, edge:-edge] = 1.0
-    mask = cv2.GaussianBlur(mask, (0, 0), edge)[..., None]
+    sharp = np.zeros((side, side), np.float32)
+    sharp[edge:-edge, edge:-edge] = 1.0
+    mask = cv2.GaussianBlur(sharp, (0, 0), edge)[..., None]
     x1, y1 = round(cx - side / 2), round(cy - side / 2)
     h, w = canvas.shape[:2]
     sx1, sy1 = max(0, -x1), max(0, -y1)
@@ -291,10 +291,10 @@ def evaluate(clip: Clip, results: Sequence[Any]) -> dict[str, Any]:
         ages = np.array(values)
         raw_steps += list(np.abs(np.diff(ages[:, 0])))
         smooth_steps += list(np.abs(np.diff(ages[:, 1])))
-        votes = people_of_track.get(track_id)
-        if not votes:
+        counts = people_of_track.get(track_id)
+        if not counts:
             continue
-        truth = clip.people[max(votes, key=lambda p: votes[p])].age
+        truth = clip.people[max(counts, key=lambda p: counts[p])].age
         per_track.append(
             {
                 "track_id": track_id,

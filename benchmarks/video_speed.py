@@ -118,16 +118,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows = []
     for key, rates in runs.items():
-        size, model, every = key.split("|")
+        size, model, step = key.split("|")
         best = max(rates)
         rows.append(
             {
                 "size": size,
                 "model": model,
-                "every": int(every) if every else None,
+                "every": int(step) if step else None,
                 "frames_per_second": round(best, 1),
                 "frames_per_second_all": [round(r, 1) for r in rates],
-                "scored_per_second": round(best / int(every), 1) if every else None,
+                "scored_per_second": round(best / int(step), 1) if step else None,
                 "real_time": best >= CLIP_FPS,
             }
         )
