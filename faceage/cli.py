@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         "default: as the model's spec says (on for the models whose val error it lowered)",
     )
     model.add_argument(
+        "--age-coverage",
+        type=_coverage,
+        default=0.8,
+        metavar="C",
+        help="share of faces whose true age the age interval (age_low to age_high) "
+        "should hold, 0.5 to 0.99 (default: %(default)s)",
+    )
+    model.add_argument(
         "--max-faces",
         type=_positive_int,
         default=None,
@@ -113,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, model],
         help="faces of images, one JSON line per image",
         description="Print one JSON line per image: source, width, height, faces (age, "
-        "gender, box, landmarks...), model; an image that cannot be read "
+        "age_low, age_high, gender, box, landmarks...), model; an image that cannot be read "
         "prints an error line instead and the exit code becomes 1.",
     )
     predict.add_argument("images", nargs="+", metavar="IMG", help="image files")
@@ -186,6 +194,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _coverage(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.5 <= value <= 0.99:
+        raise argparse.ArgumentTypeError(f"expected a coverage from 0.5 to 0.99, got {value}")
     return value
 
 
@@ -301,6 +319,7 @@ def _load_estimator(args: argparse.Namespace) -> AgeEstimator:
         local_files_only=True if args.offline else None,
         max_faces=args.max_faces,
         flip=args.flip,
+        age_coverage=args.age_coverage,
     )
 
 
