@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from faceage.errors import ModelSpecError, UnknownModelError
-from faceage.intervals import AgeCalibration, parse_calibration
+from faceage.interval_spec import parse_calibration
+from faceage.intervals import AgeCalibration
 
 MANIFEST_FILENAME = "weights_manifest.json"
 SPEC_FILENAME = "faceage.json"

@@ -21,7 +21,8 @@ from faceage.batch import score_folder
 from faceage.cli import main
 from faceage.errors import ModelSpecError
 from faceage.estimator import AgeEstimator
-from faceage.intervals import FEATURES, IntervalMaker, parse_calibration
+from faceage.interval_spec import parse_calibration
+from faceage.intervals import FEATURES, IntervalMaker
 from faceage.results import Face, ImageResult
 from faceage.spec import EnsembleSpec, load_manifest, parse_model_spec
 from tests._shared import utkface_image, utkface_rows
