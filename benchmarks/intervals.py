@@ -233,6 +233,7 @@ def quartile_table(
     which = np.searchsorted(edges, value, side="right")
     return [
         {
+            "from": float(value[which == q].min()),
             "upto": float(value[which == q].max()),
             "n": int((which == q).sum()),
             "mae": float(error[which == q].mean()),

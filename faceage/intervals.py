@@ -23,6 +23,7 @@ clipped to the model's age range, where
 
 A spec has one such table per way of running the model (``flip``: with the mirror
 image, ``plain``: without); a variant the spec lacks gives no interval.
+:mod:`faceage.interval_spec` reads and validates the block.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Final, Literal
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
 #: Coverage an interval promises unless told (``age_coverage=``, ``--age-coverage``).
 DEFAULT_COVERAGE: Final = 0.8
 #: The coverages a calibration must tabulate, and so the ones a user may ask for.
