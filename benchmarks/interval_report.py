@@ -131,8 +131,9 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
     except ImportError:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharey=True)
+    colours = [plt.get_cmap("tab20")(i) for i in range(20)]
     for ax, dataset in zip(axes, ("utkface", "aaf")):
-        for name, r in results["models"].items():
+        for index, (name, r) in enumerate(results["models"].items()):
             levels = sorted(r["test"][dataset]["levels"], key=float)
             ax.plot(
                 [float(lv) for lv in levels],
@@ -140,6 +141,7 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
                 marker="o",
                 ms=3,
                 lw=1,
+                color=colours[index % len(colours)],
                 label=name,
             )
         if dataset == "aaf":
@@ -161,7 +163,7 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
         ax.set_xlabel("nominal coverage")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("share of faces inside their interval")
-    axes[1].legend(fontsize=7, loc="lower right")
+    fig.legend(fontsize=7, loc="lower right", bbox_to_anchor=(0.49, 0.12), ncol=2)
     fig.suptitle("Age intervals: coverage against nominal (fitted on UTKFace val + AAF val)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
