@@ -120,7 +120,29 @@ def edit_entries(
         for section in ("models", "ensembles"):
             if name in manifest.get(section, {}):
                 edit(name, manifest[section][name])
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    path.write_text(dump_manifest(manifest), encoding="utf-8")
+
+
+def dump_manifest(manifest: dict[str, Any]) -> str:
+    """The manifest as JSON with 2-space indents, except that the number lists of each
+    ``age_interval`` block stay on one line (a table per line, not a number per line)."""
+    compact: dict[str, str] = {}
+
+    def squeeze(node: Any, inside: bool) -> Any:
+        if isinstance(node, dict):
+            return {k: squeeze(v, inside or k == "age_interval") for k, v in node.items()}
+        if inside and isinstance(node, list):
+            if all(isinstance(v, (int, float)) for v in node):
+                key = f"@compact{len(compact)}@"
+                compact[key] = json.dumps(node)
+                return key
+            return [squeeze(v, inside) for v in node]
+        return node
+
+    text = json.dumps(squeeze(manifest, False), indent=2) + "\n"
+    for key, value in compact.items():
+        text = text.replace(f'"{key}"', value)
+    return text
 
 
 def record_metrics(key: str, entries: dict[str, dict[str, Any]]) -> None:

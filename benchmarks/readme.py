@@ -6,8 +6,9 @@ Reads ``benchmarks/results/accuracy.json`` and ``speed.json`` (made by
 ``python -m benchmarks.accuracy`` and ``python -m benchmarks.speed``) and the manifest,
 and replaces the text between ``<!-- models-table:start -->`` and
 ``<!-- models-table:end -->`` in README.md. When ``peer.json`` (``python -m
-benchmarks.peer``) and ``quantize.json`` (``python -m benchmarks.quantize``) exist, the
-block also gets a "Side by side with a peer" and a "Quantized variants" table.
+benchmarks.peer``), ``quantize.json`` (``python -m benchmarks.quantize``) and
+``intervals.json`` (``python -m benchmarks.intervals``) exist, the block also gets a
+"Side by side with a peer", a "Quantized variants" and a "How sure" section.
 """
 
 from __future__ import annotations
@@ -270,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     quantize = _load(RESULTS_DIR / "quantize.json")
     if quantize:
         table += "\n" + quantize_section(quantize)
+    intervals = _load(RESULTS_DIR / "intervals.json")
+    if intervals:
+        from benchmarks.interval_report import readme_section
+
+        table += "\n" + readme_section(intervals)
     pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
     updated = pattern.sub(lambda _: f"{START}\n{table}{END}", text)
     if args.check:

@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         "default: as the model's spec says (on for the models whose val error it lowered)",
     )
     model.add_argument(
+        "--age-coverage",
+        type=_coverage,
+        default=0.8,
+        metavar="C",
+        help="share of faces whose true age the age interval (age_low to age_high) "
+        "should hold, 0.5 to 0.99 (default: %(default)s)",
+    )
+    model.add_argument(
         "--max-faces",
         type=_positive_int,
         default=None,
@@ -114,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, model],
         help="faces of images, one JSON line per image",
         description="Print one JSON line per image: source, width, height, faces (age, "
-        "gender, box, landmarks...), model; an image that cannot be read "
+        "age_low, age_high, gender, box, landmarks...), model; an image that cannot be read "
         "prints an error line instead and the exit code becomes 1.",
     )
     predict.add_argument("images", nargs="+", metavar="IMG", help="image files")
@@ -233,6 +241,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _coverage(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.5 <= value <= 0.99:
+        raise argparse.ArgumentTypeError(f"expected a coverage from 0.5 to 0.99, got {value}")
+    return value
+
+
 def _provider_list(text: str) -> list[str]:
     providers = [p.strip() for p in text.split(",") if p.strip()]
     if not providers:
@@ -345,6 +363,7 @@ def _load_estimator(args: argparse.Namespace) -> AgeEstimator:
         local_files_only=True if args.offline else None,
         max_faces=args.max_faces,
         flip=args.flip,
+        age_coverage=args.age_coverage,
     )
 
 

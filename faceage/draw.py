@@ -10,6 +10,7 @@ input folder is refused outright).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -42,8 +43,11 @@ class UnsafeOutputPathError(ValueError):
 
 
 def face_label(face: Face) -> str:
-    """Short label of a face: ``"age 34 F 0.93"``, or ``"age 34"`` without gender."""
-    label = f"age {round(face.age)}"
+    """Short label of a face: ``"34 (29-40) F 0.93"``: the age, its interval where the
+    model has one, and the gender with its probability where it has one."""
+    label = f"{round(face.age)}"
+    if face.age_low is not None and face.age_high is not None:
+        label += f" ({math.floor(face.age_low)}-{math.ceil(face.age_high)})"
     if face.gender is not None:
         label += f" {'F' if face.gender == 'female' else 'M'}"
         if face.gender_probability is not None:

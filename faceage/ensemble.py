@@ -63,10 +63,12 @@ class EnsembleModel:
             for name in self.spec.gender_from
             if (p := outputs[name].female_probability) is not None
         ]
+        ages = np.stack([outputs[name].age for name in self.spec.age_from])
         return AgeOutputs(
-            age=np.mean([outputs[name].age for name in self.spec.age_from], axis=0),
+            age=ages.mean(axis=0),
             age_std=None,
             female_probability=np.mean(female, axis=0) if female else None,
+            member_spread=ages.std(axis=0),
         )
 
 

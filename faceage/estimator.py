@@ -25,6 +25,7 @@ from faceage.ensemble import EnsembleModel
 from faceage.folders import iter_image_files
 from faceage.images import ColorOrder, ImageInput, describe_input, load_image
 from faceage.inference import AgeModel, AgeOutputs
+from faceage.intervals import DEFAULT_COVERAGE, Intervals, check_coverage, interval_maker
 from faceage.preprocess import face_crops, mirror_crops
 from faceage.results import Face, Gender, ImageResult
 from faceage.runtime import ProviderList
@@ -69,6 +70,10 @@ class AgeEstimator:
         max_batch_size: faces per model call.
         detector_options: keyword arguments for the named detector, e.g.
             ``{"score_threshold": 0.8, "min_face_size": 32, "max_side": 1280}``.
+        age_coverage: the share of faces whose true age each face's interval
+            (``Face.age_low`` to ``Face.age_high``) should hold, from 0.5 to 0.99
+            (default 0.8); measured by ``python -m benchmarks.intervals``. A spec
+            without an ``age_interval`` calibration gives no interval (logged once).
     """
 
     def __init__(
@@ -85,12 +90,24 @@ class AgeEstimator:
         detector_options: dict[str, Any] | None = None,
         local_files_only: bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        age_coverage: float = DEFAULT_COVERAGE,
     ) -> None:
         if max_faces is not None and max_faces < 1:
             raise ValueError(f"max_faces must be >= 1 or None, got {max_faces}")
         self.spec = spec
         self.max_faces = max_faces
         self.flip = spec.flip if flip is None else flip
+        self.age_coverage = check_coverage(age_coverage)
+        self.intervals = interval_maker(
+            spec.age_interval,
+            model=spec.name,
+            weights_sha256={m.name: m.file.sha256 for m in spec.members}
+            if isinstance(spec, EnsembleSpec)
+            else spec.file.sha256,
+            flip=self.flip,
+            coverage=self.age_coverage,
+            age_range=_age_range(spec),
+        )
         self.model: AgeModel | EnsembleModel
         if isinstance(spec, EnsembleSpec):
             if not isinstance(model_path, Mapping):
@@ -141,6 +158,7 @@ class AgeEstimator:
         flip: bool | None = None,
         max_batch_size: int = 64,
         detector_options: dict[str, Any] | None = None,
+        age_coverage: float = DEFAULT_COVERAGE,
     ) -> AgeEstimator:
         """Load a registered model or ensemble, a ``hf-hub:owner/repo[@revision]`` model
         or a local directory with ``model.onnx`` + ``faceage.json``.
@@ -181,6 +199,7 @@ class AgeEstimator:
             detector_options=detector_options,
             local_files_only=local_files_only,
             cache_dir=cache_dir,
+            age_coverage=age_coverage,
         )
 
     def __repr__(self) -> str:
@@ -391,11 +410,19 @@ class AgeEstimator:
             return [[] for _ in decoded]
         batch = np.concatenate([c for c in crops if len(c)])
         outputs = self._run(batch)
+        intervals = (
+            None
+            if self.intervals is None
+            else self.intervals(
+                outputs.age, flip_gap=outputs.flip_gap, member_spread=outputs.member_spread
+            )
+        )
+        coverage = None if intervals is None else self.age_coverage
         results: list[list[Face]] = []
         offset = 0
         for item in decoded:
             faces = [
-                _make_face(detection, outputs, offset + i)
+                _make_face(detection, outputs, offset + i, intervals, coverage)
                 for i, detection in enumerate(item.detections)
             ]
             offset += len(item.detections)
@@ -409,30 +436,52 @@ class AgeEstimator:
         mirrored = self.model.run_crops(mirror_crops(crops))
         return AgeOutputs(
             age=(outputs.age + mirrored.age) / 2,
-            age_std=None
-            if outputs.age_std is None or mirrored.age_std is None
-            else (outputs.age_std + mirrored.age_std) / 2,
-            female_probability=None
-            if outputs.female_probability is None or mirrored.female_probability is None
-            else (outputs.female_probability + mirrored.female_probability) / 2,
+            age_std=_mean(outputs.age_std, mirrored.age_std),
+            female_probability=_mean(outputs.female_probability, mirrored.female_probability),
+            member_spread=_mean(outputs.member_spread, mirrored.member_spread),
+            flip_gap=np.abs(outputs.age - mirrored.age),
         )
 
 
-def _make_face(detection: Detection, outputs: AgeOutputs, index: int) -> Face:
+def _mean(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None or b is None else (a + b) / 2
+
+
+def _age_range(spec: ModelSpec | EnsembleSpec) -> tuple[float, float]:
+    """The ages a spec can give: an ensemble's, those its age members share."""
+    if isinstance(spec, ModelSpec):
+        return spec.age_range
+    ranges = [m.age_range for m in spec.members if m.name in spec.age_from]
+    return max(r[0] for r in ranges), min(r[1] for r in ranges)
+
+
+def _make_face(
+    detection: Detection,
+    outputs: AgeOutputs,
+    index: int,
+    intervals: Intervals | None,
+    coverage: float | None,
+) -> Face:
     gender: Gender | None = None
     gender_probability = None
     if outputs.female_probability is not None:
         p_female = float(outputs.female_probability[index])
         gender = "female" if p_female >= 0.5 else "male"
         gender_probability = p_female if gender == "female" else 1.0 - p_female
+    age_std = None if outputs.age_std is None else float(outputs.age_std[index])
+    if intervals is not None:  # the calibrated expected error wins over a model's own
+        age_std = float(intervals.std[index])
     return Face(
         age=float(outputs.age[index]),
         box=detection.box,
         landmarks=detection.landmarks,
         detection_score=detection.score,
-        age_std=None if outputs.age_std is None else float(outputs.age_std[index]),
+        age_std=age_std,
         gender=gender,
         gender_probability=gender_probability,
+        age_low=None if intervals is None else float(intervals.low[index]),
+        age_high=None if intervals is None else float(intervals.high[index]),
+        age_coverage=coverage,
     )
 
 

@@ -15,11 +15,18 @@ from faceage.spec import ModelSpec
 
 @dataclass(frozen=True)
 class AgeOutputs:
-    """Raw per-face outputs of one call: arrays of length N (None where absent)."""
+    """Raw per-face outputs of one call: arrays of length N (None where absent).
+
+    ``member_spread`` is an ensemble's: the standard deviation of its age members' ages
+    (years). ``flip_gap`` is set by a flipped run: ``|age(face) - age(mirror)|`` (years).
+    Both are the per-face signals the age interval is scaled by (:mod:`faceage.intervals`).
+    """
 
     age: np.ndarray
     age_std: np.ndarray | None
     female_probability: np.ndarray | None
+    member_spread: np.ndarray | None = None
+    flip_gap: np.ndarray | None = None
 
 
 class AgeModel:

@@ -18,9 +18,16 @@ class Face:
         landmarks: five ``(x, y)`` pixel points: eye on the left of the picture, the
             other eye, nose tip, mouth corner on the left, the other mouth corner.
         detection_score: detector confidence in ``[0, 1]`` (1.0 when detection is off).
-        age_std: spread of the age estimate in years, for models that give one.
+        age_std: expected error of ``age`` for this face in years (root-mean-square,
+            from the same calibration as the interval); without a calibration, a
+            model's own ``age_std`` output where it has one; else None.
         gender: ``"male"`` or ``"female"`` for models with a gender output, else None.
         gender_probability: probability of ``gender`` in ``[0.5, 1]``, else None.
+        age_low, age_high: the face's age interval in years, ``age_low <= age <=
+            age_high``, within the model's age range; None when the model has no
+            interval calibration (see :mod:`faceage.intervals`).
+        age_coverage: the share of faces whose true age such intervals hold, as
+            measured on val (the estimator's ``age_coverage``); None without interval.
     """
 
     age: float
@@ -30,11 +37,18 @@ class Face:
     age_std: float | None = None
     gender: Gender | None = None
     gender_probability: float | None = None
+    age_low: float | None = None
+    age_high: float | None = None
+    age_coverage: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (tuples become lists)."""
+        """Plain JSON-ready dict (tuples become lists); the per-face fields of every
+        output (``faceage batch`` and Ray rows add the box's corners and the image's)."""
         return {
             "age": self.age,
+            "age_low": self.age_low,
+            "age_high": self.age_high,
+            "age_coverage": self.age_coverage,
             "age_std": self.age_std,
             "gender": self.gender,
             "gender_probability": self.gender_probability,
@@ -77,6 +91,9 @@ class ImageResult:
             "path": self.source,
             "face_index": None,
             "age": None,
+            "age_low": None,
+            "age_high": None,
+            "age_coverage": None,
             "age_std": None,
             "gender": None,
             "gender_probability": None,
@@ -93,22 +110,10 @@ class ImageResult:
         }
         rows = []
         for index, face in enumerate(self.faces):
-            x1, y1, x2, y2 = face.box
+            values = face.to_dict()
+            x1, y1, x2, y2 = values.pop("box")
             rows.append(
-                {
-                    **base,
-                    "face_index": index,
-                    "age": face.age,
-                    "age_std": face.age_std,
-                    "gender": face.gender,
-                    "gender_probability": face.gender_probability,
-                    "x1": x1,
-                    "y1": y1,
-                    "x2": x2,
-                    "y2": y2,
-                    "detection_score": face.detection_score,
-                    "landmarks": [list(p) for p in face.landmarks],
-                }
+                {**base, **values, "face_index": index, "x1": x1, "y1": y1, "x2": x2, "y2": y2}
             )
         return rows or [base]
 

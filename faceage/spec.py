@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from faceage.errors import ModelSpecError, UnknownModelError
+from faceage.interval_spec import parse_calibration
+from faceage.intervals import AgeCalibration
 
 MANIFEST_FILENAME = "weights_manifest.json"
 SPEC_FILENAME = "faceage.json"
@@ -77,6 +79,8 @@ class ModelSpec:
         metrics: measured figures (MAE, CS(5), ...) with the command that measured them.
         flip: whether :class:`~faceage.AgeEstimator` averages each face with its mirror
             image unless told otherwise (set where it lowered the val error).
+        age_interval: the calibration of its age intervals (:mod:`faceage.intervals`),
+            or None: its faces then get no interval.
     """
 
     name: str
@@ -99,6 +103,7 @@ class ModelSpec:
     params: int | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
     flip: bool = False
+    age_interval: AgeCalibration | None = None
 
     @property
     def num_crops(self) -> int:
@@ -129,6 +134,7 @@ class EnsembleSpec:
         description: text for people.
         metrics: measured figures, as for a model.
         flip: the default test-time mirroring, as for a model.
+        age_interval: the calibration of its age intervals, as for a model.
     """
 
     name: str
@@ -138,6 +144,7 @@ class EnsembleSpec:
     description: str = ""
     metrics: Mapping[str, Any] = field(default_factory=dict)
     flip: bool = False
+    age_interval: AgeCalibration | None = None
 
     @property
     def task(self) -> Task:
@@ -337,7 +344,13 @@ def parse_model_spec(
         params=entry.get("params"),
         metrics=dict(entry.get("metrics", {})),
         flip=_flip(entry, where),
+        age_interval=_age_interval(entry, where, ensemble=False),
     )
+
+
+def _age_interval(entry: Mapping[str, Any], where: str, *, ensemble: bool) -> AgeCalibration | None:
+    block = entry.get("age_interval")
+    return None if block is None else parse_calibration(block, where, ensemble=ensemble)
 
 
 def parse_manifest(data: Mapping[str, Any], where: str = MANIFEST_FILENAME) -> Manifest:
@@ -391,6 +404,7 @@ def parse_ensemble_spec(
         description=str(entry.get("description", "")),
         metrics=dict(entry.get("metrics", {})),
         flip=_flip(entry, where),
+        age_interval=_age_interval(entry, where, ensemble=True),
     )
 
 
@@ -420,6 +434,7 @@ USER_SPEC_KEYS: dict[str, frozenset[str]] = {
             "params",
             "metrics",
             "flip",
+            "age_interval",
         }
     ),
     "file": frozenset({"filename", "sha256", "size", "repo_id", "revision", "bundled"}),

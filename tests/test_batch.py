@@ -186,7 +186,7 @@ def estimator(tmp_path: Path) -> AgeEstimator:
 def test_column_order_is_stable() -> None:
     assert OUTPUT_COLUMNS[:3] == ("path", "face_index", "no_face")
     assert OUTPUT_COLUMNS[-3:] == ("model", "error", "error_type")
-    assert len(set(OUTPUT_COLUMNS)) == len(OUTPUT_COLUMNS) == 18
+    assert len(set(OUTPUT_COLUMNS)) == len(OUTPUT_COLUMNS) == 21
 
 
 @pytest.mark.parametrize(
@@ -393,9 +393,9 @@ def _face(**kwargs: Any) -> Face:
 
 
 def test_labels() -> None:
-    assert face_label(_face()) == "age 34"
-    assert face_label(_face(gender="female", gender_probability=0.934)) == "age 34 F 0.93"
-    assert face_label(_face(gender="male", gender_probability=0.5)) == "age 34 M 0.50"
+    assert face_label(_face()) == "34"
+    assert face_label(_face(gender="female", gender_probability=0.934)) == "34 F 0.93"
+    assert face_label(_face(gender="male", gender_probability=0.5)) == "34 M 0.50"
 
 
 def test_draw_faces_returns_an_annotated_copy() -> None:

@@ -26,7 +26,7 @@ from faceage import AgeEstimator, UnknownModelError, WeightsNotFoundError  # noq
 from faceage.images import load_image  # noqa: E402
 from faceage.integrations.ray import OUTPUT_COLUMNS, FaceagePredictor, score_dataset  # noqa: E402
 from tests._shared import utkface_image, utkface_rows  # noqa: E402
-from tests.tiny_models import write_tiny_model  # noqa: E402
+from tests.tiny_models import tiny_age_interval, write_tiny_model  # noqa: E402
 
 pytestmark = [
     pytest.mark.ray,
@@ -46,7 +46,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_dir(workdir: Path) -> Path:
-    return write_tiny_model(workdir / "tiny", gender=True)
+    return write_tiny_model(workdir / "tiny", gender=True, age_interval=tiny_age_interval())
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +134,8 @@ def assert_rows_match(rows: list[dict[str, Any]], expected: dict[str, Any]) -> N
             assert row["gender"] == (face.gender or "")
             assert same_number(row["gender_probability"], face.gender_probability)
             assert same_number(row["age_std"], face.age_std)
+            for key in ("age_low", "age_high", "age_coverage"):
+                assert same_number(row[key], getattr(face, key)), key
             box = [row[k] for k in ("x1", "y1", "x2", "y2")]
             assert box == pytest.approx(list(face.box), abs=1e-3)
             assert row["detection_score"] == pytest.approx(face.detection_score, abs=1e-4)

@@ -80,13 +80,42 @@ def tiny_spec_dict(
     }
 
 
+def tiny_age_interval() -> dict[str, Any]:
+    """A valid ``age_interval`` block (made up, not fitted): intervals widen with the
+    age and, with flip, with the gap between a face and its mirror image."""
+
+    def table(scale: dict[str, float]) -> dict[str, Any]:
+        return {
+            "scale": scale,
+            "age_edges": [18.0, 45.0],
+            "levels": [0.5, 0.8, 0.9, 0.99],
+            "low": [[-0.5, -1.2, -1.6, -2.5], [-0.7, -1.3, -1.8, -3.0], [-0.6, -1.5, -2.2, -4.0]],
+            "high": [[0.6, 1.4, 1.9, 3.0], [0.5, 1.2, 1.7, 2.8], [0.8, 1.8, 2.5, 4.5]],
+            "rms": [1.0, 1.1, 1.4],
+        }
+
+    return {
+        "fitted_on": "made up for the tests",
+        "plain": table({"const": 0.5, "log_age": 0.4}),
+        "flip": table({"const": 0.4, "log_age": 0.4, "log_flip_gap": 0.6}),
+    }
+
+
 def write_tiny_model(
-    directory: str | Path, *, name: str = "tiny", gender: bool = False, num_crops: int = 1
+    directory: str | Path,
+    *,
+    name: str = "tiny",
+    gender: bool = False,
+    num_crops: int = 1,
+    age_interval: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model.onnx`` + ``faceage.json`` into ``directory`` and return it."""
+    """Write ``model.onnx`` + ``faceage.json`` (with ``age_interval`` if given) into
+    ``directory`` and return it."""
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     (path / "model.onnx").write_bytes(build_tiny_age_onnx(gender=gender, num_crops=num_crops))
     spec = tiny_spec_dict(name, gender=gender, num_crops=num_crops)
+    if age_interval is not None:
+        spec["age_interval"] = age_interval
     (path / "faceage.json").write_text(json.dumps(spec, indent=2), encoding="utf-8")
     return path

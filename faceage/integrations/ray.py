@@ -39,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from faceage.detection import FaceDetector
 from faceage.estimator import DEFAULT_MODEL, AgeEstimator
 from faceage.images import ColorOrder, describe_input
+from faceage.intervals import DEFAULT_COVERAGE
 from faceage.results import ImageResult
 from faceage.runtime import ProviderList
 
@@ -49,6 +50,9 @@ OUTPUT_COLUMNS: Final = (
     "path",
     "face_index",
     "age",
+    "age_low",
+    "age_high",
+    "age_coverage",
     "age_std",
     "gender",
     "gender_probability",
@@ -65,6 +69,9 @@ OUTPUT_COLUMNS: Final = (
 )
 _FLOAT_COLUMNS: Final = (
     "age",
+    "age_low",
+    "age_high",
+    "age_coverage",
     "age_std",
     "gender_probability",
     "x1",
@@ -97,7 +104,7 @@ class FaceagePredictor:
         model: a registered model name, ``hf-hub:owner/repo[@rev]`` or a local
             directory with ``model.onnx`` + ``faceage.json``.
         detector, providers, max_faces, flip, max_batch_size, detector_options,
-            local_files_only, cache_dir, weights_dir: as for
+            local_files_only, cache_dir, weights_dir, age_coverage: as for
             :meth:`faceage.AgeEstimator.from_pretrained`. With ``providers=None`` a Ray
             actor runs on CUDA when Ray gave it a GPU (``num_gpus``) and onnxruntime-gpu
             is installed, and on the CPU otherwise (Ray leaves a CPU actor's GPUs
@@ -134,6 +141,7 @@ class FaceagePredictor:
         image_column: str = "image",
         color_order: ColorOrder = "rgb",
         keep_columns: Sequence[str] = (),
+        age_coverage: float = DEFAULT_COVERAGE,
     ) -> None:
         clashes = sorted(set(keep_columns) & set(OUTPUT_COLUMNS))
         if clashes:
@@ -161,6 +169,7 @@ class FaceagePredictor:
             flip=flip,
             max_batch_size=max_batch_size,
             detector_options=detector_options,
+            age_coverage=age_coverage,
         )
         self.model_name = self.estimator.spec.name
         #: What the worker resolved: providers (None: onnxruntime's default) and threads.
