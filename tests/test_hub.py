@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from faceage import hub, user_models
+from faceage import downloads, hub, user_models
 from faceage.errors import (
     ModelSpecError,
     UnknownModelError,
@@ -315,10 +315,10 @@ def test_file_without_a_repo_cannot_be_downloaded(hub_server: HubServer) -> None
 
 def test_download_helpers(yunet_hub: HubServer) -> None:
     assert hub.download_detector("yunet").read_bytes() == YUNET_BYTES  # type: ignore[union-attr]
-    assert hub.download("yunet") == [resolve()]
-    assert hub.download("retinaface") == []
+    assert downloads.download("yunet") == [resolve()]
+    assert downloads.download("retinaface") == []
     with pytest.raises(UnknownModelError, match="yunet"):
-        hub.download("nope")
+        downloads.download("nope")
 
 
 # --- user models ------------------------------------------------------------------------
