@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from faceage import __version__, spec
-from faceage.cli import find_mae, main
+from faceage.cli import main
 from faceage.progress import ProgressBar
+from faceage.registry_commands import find_mae
 from tests._shared import YUNET_DIR
 from tests.test_batch import (
     BAD_FILES,
