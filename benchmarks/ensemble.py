@@ -1,4 +1,5 @@
-"""Choose the members of the ``ensemble`` model on the UTKFace val split.
+"""Choose the members of the ``ensemble`` model on the val splits of UTKFace and
+All-Age-Faces.
 
     python -m benchmarks.ensemble [--max-members 3] [--limit N] [--update-manifest]
 
@@ -6,7 +7,8 @@ Every registered model runs once over the val images through the full pipeline
 (RetinaFace, alignment, context crops, onnxruntime; flip off, one detection per image
 shared by all). Then every set of up to ``--max-members`` models is scored as the
 ensemble would score it: the mean of the members' ages (MAE), and the mean of the
-gender models' P(female) (accuracy at 0.5). The chosen set is the best one, except that
+gender models' P(female) (accuracy at 0.5), each figure the mean of the data sets'
+(each set counts alike, however many faces it holds). The chosen set is the best one, except that
 a smaller set within ``AGE_TIE`` years (``GENDER_TIE`` accuracy) of it wins (each
 member costs a model run per face), and of sets that size within it the faster one
 (batch-1 latencies from ``benchmarks/results/speed.json``). Test is never looked at;
@@ -40,12 +42,13 @@ from benchmarks.common import (
     RESULTS_DIR,
     Row,
     machine_description,
-    read_utkface,
+    read_dataset,
     write_json,
 )
 from faceage.detection.retinaface import RetinaFaceDetector
 
 ENSEMBLE = "ensemble"
+DATASETS = ["utkface", "aaf"]
 AGE_TIE = 0.01  # years of val MAE
 GENDER_TIE = 0.001  # share of val faces
 
@@ -72,6 +75,7 @@ def rank_sets(
     *,
     max_members: int,
     task: str,
+    groups: np.ndarray | None = None,
 ) -> list[tuple[tuple[str, ...], float]]:
     """Every set of up to ``max_members`` models scored on ``truth``, best first.
 
@@ -79,13 +83,15 @@ def rank_sets(
     accuracy of their mean P(female) at 0.5 against ``truth`` (1 = female; higher is
     better). Faces some member has no output for are left out of every score alike.
     A set never holds one net twice: a model and its ``-int8`` variant, or two models
-    with the same outputs (``ssrnet-gender``'s age is ``ssrnet``'s).
+    with the same outputs (``ssrnet-gender``'s age is ``ssrnet``'s). With ``groups`` (a
+    data set number per face) the score is the mean of the groups' scores.
     """
     names: list[str] = []
     for name in sorted(outputs):
         if not any(np.array_equal(outputs[name], outputs[n], equal_nan=True) for n in names):
             names.append(name)
     found = np.all([np.isfinite(outputs[n]) for n in names], axis=0)
+    group = (np.zeros(len(truth), dtype=int) if groups is None else groups)[found]
     scored = []
     for size in range(1, max_members + 1):
         for members in itertools.combinations(names, size):
@@ -93,9 +99,10 @@ def rank_sets(
                 continue
             mean = np.mean([outputs[m][found] for m in members], axis=0)
             if task == "age":
-                score = float(np.mean(np.abs(mean - truth[found])))
+                per_face = np.abs(mean - truth[found])
             else:
-                score = float(np.mean((mean >= 0.5) == (truth[found] == 1)))
+                per_face = ((mean >= 0.5) == (truth[found] == 1)).astype(np.float64)
+            score = float(np.mean([per_face[group == g].mean() for g in np.unique(group)]))
             scored.append((members, score))
     scored.sort(key=lambda item: item[1], reverse=task == "gender")
     return scored
@@ -129,8 +136,10 @@ def latencies(speed_json: Path) -> dict[str, float]:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [
-        f"Ensemble members chosen on UTKFace val ({results['images']} images), full "
-        f"pipeline, flip off; {results['machine']}.",
+        f"Ensemble members chosen on the val splits of "
+        f"{' and '.join(results.get('datasets', ['utkface']))} ({results['images']} images; "
+        f"each figure the mean of the data sets'), full pipeline, flip off; "
+        f"{results['machine']}.",
         f"Command: `{results['command']}`",
         "",
     ]
@@ -156,7 +165,8 @@ def description(age: Sequence[str], gender: Sequence[str]) -> str:
     return (
         f"The most accurate age and gender: {words(age)} on the same face with their ages "
         f"averaged, and the P(female) of {words(gender)} averaged. Members and equal "
-        "weights were chosen on the UTKFace val split (python -m benchmarks.ensemble)."
+        "weights were chosen on the UTKFace and All-Age-Faces val splits (python -m "
+        "benchmarks.ensemble)."
     )
 
 
@@ -179,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="make the chosen sets the members of the manifest's 'ensemble'",
     )
     args = parser.parse_args(argv)
-    rows = read_utkface("val")[: args.limit]
+    rows = [row for name in DATASETS for row in read_dataset(name, "val")[: args.limit]]
     detector = MemoDetector(RetinaFaceDetector())
     outputs = {}
     for spec in faceage.list_models():
@@ -188,9 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     latency = latencies(RESULTS_DIR / "speed.json")
     ages = np.array([row.age for row in rows], dtype=np.float64)
     genders = np.array([row.gender for row in rows], dtype=np.float64)
+    groups = np.array([DATASETS.index(row.dataset) for row in rows])
     with_gender = {n: o["female"] for n, o in outputs.items() if np.isfinite(o["female"]).any()}
     results: dict[str, Any] = {
         "split": "val",
+        "datasets": list(DATASETS),
         "images": len(rows),
         "machine": machine_description(),
         "command": " ".join(
@@ -202,7 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("age", {n: o["age"] for n, o in outputs.items()}, ages, AGE_TIE),
         ("gender", with_gender, genders, GENDER_TIE),
     ):
-        ranked = rank_sets(model_outputs, truth, max_members=args.max_members, task=task)
+        ranked = rank_sets(
+            model_outputs, truth, max_members=args.max_members, task=task, groups=groups
+        )
         results[task] = {
             "chosen": list(choose(ranked, tie, latency)),
             "singles": {m[0]: s for m, s in ranked if len(m) == 1},

@@ -84,3 +84,16 @@ def test_within_the_tie_the_cheaper_set_of_the_same_size_wins() -> None:
     assert ensemble.choose(ranked, 0.01, cost) == ("a", "big-int8")
     assert ensemble.choose(ranked, 0.0, cost) == ("a", "big")  # no tie: the best
     assert ensemble.choose(ranked, 0.01) == ("a", "big")  # no costs known: the best
+
+
+def test_each_data_set_counts_alike_however_many_faces_it_holds() -> None:
+    # three faces of one set where "a" is exact and "b" 1 year off, one face of another
+    # where "a" is 6 years off and "b" exact: pooled, a scores 1.5 and b 0.75; per set,
+    # a scores (0 + 6) / 2 = 3 and b (1 + 0) / 2 = 0.5
+    truth = np.array([10.0, 20.0, 30.0, 40.0])
+    outputs = {"a": truth + np.array([0.0, 0.0, 0.0, 6.0]), "b": truth + np.array([1, 1, 1, 0.0])}
+    groups = np.array([0, 0, 0, 1])
+    pooled = dict(ensemble.rank_sets(outputs, truth, max_members=1, task="age"))
+    per_set = dict(ensemble.rank_sets(outputs, truth, max_members=1, task="age", groups=groups))
+    assert pooled[("a",)] == 1.5 and pooled[("b",)] == 0.75
+    assert per_set[("a",)] == 3.0 and per_set[("b",)] == 0.5
