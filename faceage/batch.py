@@ -186,11 +186,12 @@ def encode_rows(rows: Sequence[dict[str, Any]], fmt: OutputFormat) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for row in rows:
-        writer.writerow([_csv_cell(row[k]) for k in OUTPUT_COLUMNS])
+        writer.writerow([csv_cell(row[k]) for k in OUTPUT_COLUMNS])
     return buffer.getvalue()
 
 
-def _csv_cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
+    """A row value as a CSV cell: empty for None, lists as compact JSON."""
     if value is None:
         return ""
     if isinstance(value, list):

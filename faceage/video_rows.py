@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
-from faceage.batch import OutputFormat, output_format
+from faceage.batch import OutputFormat, csv_cell, output_format
 from faceage.results import Face
 from faceage.video_results import FrameResult, TrackedFace, TrackSummary
 
@@ -139,7 +139,7 @@ class RowFile:
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             for row in rows:
-                writer.writerow([_csv_cell(row.get(k)) for k in self.columns])
+                writer.writerow([csv_cell(row.get(k)) for k in self.columns])
             text = buffer.getvalue()
         self._handle.write(text)
         self._handle.flush()
@@ -148,14 +148,6 @@ class RowFile:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return json.dumps(value, separators=(",", ":"))
-    return value
 
 
 def write_summary(path: Path, tracks: Sequence[TrackSummary]) -> None:
