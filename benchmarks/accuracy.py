@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import platform
 import sys
 import time
@@ -42,6 +43,7 @@ import faceage
 from benchmarks.common import (
     MANIFEST,
     RESULTS_DIR,
+    ROOT,
     Row,
     edit_entries,
     labelled_face,
@@ -84,6 +86,7 @@ def group_name(age: float) -> str:
 
 
 DATASET_TITLES = {"utkface": "UTKFace", "aaf": "All-Age-Faces"}
+SCATTER_DIR = ROOT / ".cache" / "accuracy-scatter"
 
 
 def summarise(errors: np.ndarray, signed_errors: np.ndarray | None = None) -> dict[str, float]:
@@ -173,7 +176,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"{title} {results['split']} split ({results['images']} images), full pipeline "
         f"(RetinaFace + alignment + crops + model), {results['machine']}.",
-        f"Command: `{results['command']}`",
+        "Command: " + " and ".join(f"`{c}`" for c in results.get("commands", [results["command"]])),
         "",
         "| model | flip | MAE | median AE | CS(5) | gender acc | women | men | no face |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -270,7 +273,11 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         rows = -(-len(names) // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
         for ax, name in zip(axes.flat, names):
-            pts = np.array(results["models"][name]["off"]["scatter"])
+            cached = SCATTER_DIR / results.get("dataset", "utkface") / f"{name}.json"
+            if not cached.exists():  # measured on another machine: no pairs to draw
+                ax.axis("off")
+                continue
+            pts = np.array(json.loads(cached.read_text(encoding="utf-8")))
             ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.35)
             ax.plot([0, 100], [0, 100], color="k", lw=0.8)
             ax.set_title(f"{name} (MAE {results['models'][name]['off']['mae']:.2f})", fontsize=9)
@@ -297,12 +304,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --models on a whole test split: replace those models' entries in the "
+        "published results and keep the others (after retraining some models)",
+    )
+    parser.add_argument(
         "--update-manifest",
         action="store_true",
         help="write each model's full-pipeline figures into weights_manifest.json "
         "(on val with --flip both: and its default flip)",
     )
     args = parser.parse_args(argv)
+    if args.merge and (args.split != "test" or args.limit is not None):
+        parser.error("--merge replaces entries of a whole test split's results")
     if args.update_manifest and args.split == "val" and args.flip != "both":
         parser.error("--split val --update-manifest chooses each model's flip: use --flip both")
     datasets = args.datasets.split(",")
@@ -360,31 +375,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
     """``accuracy.json`` / ``.md`` (UTKFace) or ``aaf_accuracy.*`` for a run of every model
-    on a whole test split; a part of it goes to ``accuracy_*`` files of its own, so the
-    README never loses models."""
+    on a whole test split, or of some with ``--merge`` (they replace their own entries
+    and the rest are kept); any other part run goes to ``accuracy_*`` files of its own,
+    so the README never loses models."""
     args.out.mkdir(parents=True, exist_ok=True)
     full_test = args.split == "test" and args.limit is None
     suffix = "" if full_test else f"_{args.split}{args.limit or ''}"
-    if args.models != "all":
+    if args.models != "all" and not args.merge:
         suffix += "_partial"
     dataset = results["dataset"]
     stem = "accuracy" if dataset == "utkface" else f"{dataset}_accuracy"
     if suffix:
         stem = f"accuracy{suffix}" + ("" if dataset == "utkface" else f"_{dataset}")
+    path = args.out / f"{stem}.json"
     # Per-image (true, predicted) pairs feed the plots only: they repeat the data sets'
-    # labels, which are not ours to publish.
-    write_json(
-        args.out / f"{stem}.json",
-        {
-            **results,
-            "models": {
-                name: {
-                    flip: {k: v for k, v in r.items() if k != "scatter"} for flip, r in runs.items()
-                }
-                for name, runs in results["models"].items()
-            },
-        },
-    )
+    # labels, which are not ours to publish, so they stay in the git-ignored cache.
+    for name, runs in results["models"].items():
+        if "off" in runs:
+            write_json(SCATTER_DIR / dataset / f"{name}.json", runs["off"].pop("scatter"))
+        for run in runs.values():
+            run.pop("scatter", None)
+            run["command"] = results["command"]
+    if args.merge and path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        for runs in previous["models"].values():
+            for run in runs.values():
+                run.setdefault("command", previous["command"])
+        results["models"] = {**previous["models"], **results["models"]}
+        seen = dict.fromkeys(
+            r["command"] for runs in results["models"].values() for r in runs.values()
+        )
+        results["commands"] = list(seen)
+    write_json(path, results)
     (args.out / f"{stem}.md").write_text(markdown(results), encoding="utf-8")
     if not suffix and dataset == "utkface":
         plots(results, args.out)

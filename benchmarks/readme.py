@@ -115,7 +115,9 @@ def models_table(
     ]
     if accuracy:
         notes.append(
-            f"Accuracy: `{accuracy.get('command')}` on the UTKFace test split "
+            "Accuracy: "
+            + " and ".join(f"`{c}`" for c in accuracy.get("commands", [accuracy.get("command")]))
+            + f" on the UTKFace test split "
             f"({accuracy.get('images')} images)"
             + (f" and the All-Age-Faces test split ({aaf.get('images')} images)" if aaf else "")
             + ", full pipeline; *with flip* averages each "
