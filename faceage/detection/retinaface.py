@@ -21,6 +21,7 @@ import numpy as np
 from faceage.detection.base import (
     Detection,
     fit_scale,
+    original_shape,
     resize_for_detector,
     to_detections,
 )
@@ -141,8 +142,20 @@ class RetinaFaceDetector:
         )
         self._input_name = self._session.get_inputs()[0].name
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in a BGR uint8 image, best score first."""
+    @property
+    def input_side(self) -> int:
+        """The longest side the network ever sees: larger images are shrunk to it."""
+        return self.max_side
+
+    def detect(
+        self, image: np.ndarray, *, reduction: int = 1, original_size: tuple[int, int] | None = None
+    ) -> list[Detection]:
+        """Faces in a BGR uint8 image, best score first.
+
+        ``image`` may be a photo decoded at ``1/reduction`` of its ``original_size``
+        (width, height); boxes, landmarks and ``min_face_size`` are then in the original's
+        pixels (see :mod:`faceage.scaled_images`).
+        """
         scale = fit_scale(image.shape[0], image.shape[1], self.max_side)
         resized = resize_for_detector(image, scale)
         # Fully convolutional with ceil-sized prior grids: any input size works, and padding
@@ -161,8 +174,8 @@ class RetinaFaceDetector:
             boxes,
             points,
             conf[0, :, 1],
-            scale=scale,
-            image_shape=image.shape,
+            scale=scale / reduction,
+            image_shape=original_shape(image.shape, original_size),
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             min_face_size=self.min_face_size,
