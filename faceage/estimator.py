@@ -128,19 +128,30 @@ class AgeEstimator:
                 intra_op_num_threads=intra_op_num_threads,
                 max_batch_size=max_batch_size,
             )
+        thread_detector = None
         if isinstance(detector, str) or detector is None:
-            self.detector: FaceDetector | None = get_detector(
+            make_detector = partial(
+                get_detector,
                 detector,
                 providers=providers,
-                intra_op_num_threads=intra_op_num_threads,
                 local_files_only=local_files_only,
                 cache_dir=cache_dir,
                 **(detector_options or {}),
             )
+            self.detector: FaceDetector | None = make_detector(
+                intra_op_num_threads=intra_op_num_threads
+            )
+            if intra_op_num_threads is None and self.detector is not None:
+                # Worker threads detect at once: each on one thread (measured in the README).
+                thread_detector = partial(make_detector, intra_op_num_threads=1)
         else:
             self.detector = detector
         self._preparer = Preparer(
-            self.detector, spec, max_faces=max_faces, reduced_decoding=reduced_decoding
+            self.detector,
+            spec,
+            max_faces=max_faces,
+            reduced_decoding=reduced_decoding,
+            thread_detector=thread_detector,
         )
 
     @classmethod
@@ -280,12 +291,14 @@ class AgeEstimator:
         """One result per ``(image, source name)`` pair, in order, as they are scored; the
         engine of :meth:`predict_batch` and :meth:`predict_folder` (see
         :mod:`faceage.pipeline`)."""
+        workers = check_workers(workers)
+        preparer = self._preparer.for_threads() if workers > 1 else self._preparer
         return stream(
             items,
-            prepare=partial(self._preparer, color_order=color_order),
+            prepare=partial(preparer, color_order=color_order),
             score=self._score,
             chunk_size=chunk_size,
-            workers=check_workers(workers),
+            workers=workers,
         )
 
     def predict_video(

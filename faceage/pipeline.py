@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -100,6 +101,8 @@ class Preparer:
         max_faces: keep at most this many faces per image (best scores first).
         reduced_decoding: decode large JPEGs at the scale the detector and the crops
             need (see :mod:`faceage.scaled_images`); False always decodes in full.
+        thread_detector: makes the detector the worker threads share (see
+            :meth:`for_threads`); None: they share ``detector``.
     """
 
     def __init__(
@@ -109,13 +112,34 @@ class Preparer:
         *,
         max_faces: int | None = None,
         reduced_decoding: bool = True,
+        thread_detector: Callable[[], FaceDetector | None] | None = None,
     ) -> None:
         self.detector = detector
         self.spec = spec
         self.max_faces = max_faces
+        self.reduced_decoding = reduced_decoding
+        self._thread_detector = thread_detector
+        self._for_threads: Preparer | None = None
+        self._lock = threading.Lock()
         side = getattr(detector, "input_side", None) if detector is not None else None
         # Only the built-in detectors can be handed a reduced image (ScalingDetector).
         self.input_side: int | None = side if reduced_decoding and isinstance(side, int) else None
+
+    def for_threads(self) -> Preparer:
+        """The preparer worker threads use: one whose detector session runs each call on
+        its calling thread alone, since the threads already keep every core busy (made
+        once, on first use; this one when no ``thread_detector`` was given)."""
+        if self._thread_detector is None:
+            return self
+        with self._lock:
+            if self._for_threads is None:
+                self._for_threads = Preparer(
+                    self._thread_detector(),
+                    self.spec,
+                    max_faces=self.max_faces,
+                    reduced_decoding=self.reduced_decoding,
+                )
+            return self._for_threads
 
     def __call__(
         self, image: ImageInput, source: str, *, color_order: ColorOrder = "bgr"

@@ -6,8 +6,8 @@ at 1/2, 1/4 or 1/8 of the size straight from the DCT coefficients (OpenCV's
 ``IMREAD_REDUCED_COLOR_n``), several times faster than a full decode followed by a
 resize. So a JPEG is decoded at the largest reduction that still leaves the detector
 at least ``max_side`` pixels (its input is then shrunk from that instead of from the
-full image), and each image's faces are cut from that decode when it holds at least as
-many pixels across the face as the crop has; a smaller face triggers a second decode
+full image), and each image's faces are cut from that decode when it holds at least
+twice as many pixels across the face as the crop has; a smaller face triggers a second decode
 at a finer scale (full resolution only where needed). Detections and results stay in
 the full-resolution (EXIF-rotated) image's pixels.
 
@@ -39,6 +39,12 @@ from faceage.images import (
 
 #: The scales libjpeg decodes at directly (1/n of each side).
 REDUCTIONS: Final = (1, 2, 4, 8)
+#: Image pixels a crop pixel needs (along each side) in a reduced decode, so the crop
+#: is still averaged down as it is from the full image: with 1, ages on the large-photo
+#: benchmark moved 0.21 years on average against full decoding, with 2 only 0.13 (the
+#: part detection's own small changes leave), MAE 4.995 against 4.991
+#: (``python -m benchmarks.throughput``). Guarded by tests/test_scaled_images.py.
+CROP_OVERSAMPLING: Final = 2.0
 
 
 def detection_reduction(width: int, height: int, input_side: int | None) -> int:
@@ -62,9 +68,10 @@ def crop_zoom(landmarks: np.ndarray, *, size: int, scales: Sequence[float]) -> f
 
 
 def crop_reduction(zoom: float, *, at_most: int) -> int:
-    """The largest reduction (at most ``at_most``) whose image still has at least one
-    pixel for every crop pixel, given the full-resolution ``zoom`` of :func:`crop_zoom`."""
-    fitting = [r for r in REDUCTIONS if r <= at_most and r * zoom <= 1.0]
+    """The largest reduction (at most ``at_most``) whose image still has
+    :data:`CROP_OVERSAMPLING` pixels for every crop pixel, given the full-resolution
+    ``zoom`` of :func:`crop_zoom` (1 where not even the full image has)."""
+    fitting = [r for r in REDUCTIONS if r <= at_most and r * zoom * CROP_OVERSAMPLING <= 1.0]
     return max(fitting, default=1)
 
 
