@@ -75,14 +75,14 @@ _UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
 class Estimator(Protocol):
-    """What :func:`score_folder` needs of an :class:`~faceage.AgeEstimator`."""
+    """What :func:`score_folder` needs of an :class:`~faceage.AgeEstimator`: ``spec`` and
+    ``predict_batch``; an ``AgeEstimator``'s ``stream`` (worker threads) is used where
+    the object has one."""
 
     @property
     def spec(self) -> Any: ...
 
-    def stream(
-        self, items: Iterable[tuple[Any, str]], *, chunk_size: int, workers: int | None
-    ) -> Iterator[ImageResult]: ...
+    def predict_batch(self, images: Iterable[Any]) -> list[ImageResult]: ...
 
 
 @dataclass(frozen=True)
@@ -286,7 +286,12 @@ def score_folder(
     faces = errors = no_face = drawn = 0
     if progress is not None:
         progress(0, len(todo))
-    scored = estimator.stream(((f, f) for f in todo), chunk_size=chunk_size, workers=workers)
+    stream = getattr(estimator, "stream", None)
+    scored: Iterator[ImageResult] = (
+        stream(((f, f) for f in todo), chunk_size=chunk_size, workers=workers)
+        if stream is not None
+        else _chunk_by_chunk(estimator, todo, chunk_size)
+    )
     with out_path.open("ab") as sink, _closing(scored):
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start : start + chunk_size]
@@ -317,6 +322,17 @@ def score_folder(
         drawn=drawn,
         seconds=time.perf_counter() - started,
     )
+
+
+def _chunk_by_chunk(
+    estimator: Estimator, files: Sequence[str], chunk_size: int
+) -> Iterator[ImageResult]:
+    for start in range(0, len(files), chunk_size):
+        chunk = files[start : start + chunk_size]
+        results = estimator.predict_batch(chunk)
+        if len(results) != len(chunk):  # a result per input is the estimator's contract
+            raise RuntimeError(f"estimator returned {len(results)} results for {len(chunk)} images")
+        yield from results
 
 
 @contextlib.contextmanager
