@@ -12,6 +12,7 @@ UTKFace) and are the same for a given seed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def make_large_photos(out_dir: Path, count: int = 60, seed: int = 0) -> list[Gro
 
 
 def match_faces(
-    photo: GroupPhoto, found: list[tuple[tuple[float, float, float, float], float]]
+    photo: GroupPhoto, found: Sequence[tuple[Sequence[float], float]]
 ) -> list[tuple[PastedFace, float | None]]:
     """Each pasted face with the age of the detected face whose box centre lies inside its
     square (the best-scored such face: ``found`` is in score order), or None if missed."""
@@ -114,7 +115,7 @@ def match_faces(
         age = next(
             (
                 a
-                for (bx1, by1, bx2, by2), a in found
+                for (bx1, by1, bx2, by2, *_), a in found
                 if x1 <= (bx1 + bx2) / 2 <= x2 and y1 <= (by1 + by2) / 2 <= y2
             ),
             None,

@@ -8,7 +8,9 @@ and replaces the text between ``<!-- models-table:start -->`` and
 ``<!-- models-table:end -->`` in README.md. When ``peer.json`` (``python -m
 benchmarks.peer``), ``quantize.json`` (``python -m benchmarks.quantize``) and
 ``intervals.json`` (``python -m benchmarks.intervals``) exist, the block also gets a
-"Side by side with a peer", a "Quantized variants" and a "How sure" section.
+"Side by side with a peer", a "Quantized variants" and a "How sure" section, and
+``throughput.json`` (``python -m benchmarks.throughput``) a "Folders and photo
+libraries" section.
 """
 
 from __future__ import annotations
@@ -265,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     table = table.rstrip("\n") + "\n"
     table += breakdown_section(RESULTS_DIR)
     table += detector_section(RESULTS_DIR)
+    throughput = _load(RESULTS_DIR / "throughput.json")
+    if throughput:
+        from benchmarks.throughput_report import readme_section as throughput_section
+
+        table += "\n" + throughput_section(throughput)
     peer = _load(RESULTS_DIR / "peer.json")
     if peer:
         table += "\n" + peer_section(peer)

@@ -146,7 +146,8 @@ class AgeEstimator:
                 thread_detector = partial(make_detector, intra_op_num_threads=1)
         else:
             self.detector = detector
-        self._preparer = Preparer(
+        #: The stages before the model (load at scale, detect, crop): :mod:`faceage.pipeline`.
+        self.preparer = Preparer(
             self.detector,
             spec,
             max_faces=max_faces,
@@ -231,7 +232,7 @@ class AgeEstimator:
         Raises:
             ImageNotFoundError, ImageDecodeError, ImageTooLargeError: bad input.
         """
-        prepared = self._preparer(image, describe_input(image), color_order=color_order)
+        prepared = self.preparer(image, describe_input(image), color_order=color_order)
         return self._score([prepared])[0]
 
     def predict_batch(
@@ -292,7 +293,7 @@ class AgeEstimator:
         engine of :meth:`predict_batch` and :meth:`predict_folder` (see
         :mod:`faceage.pipeline`)."""
         workers = check_workers(workers)
-        preparer = self._preparer.for_threads() if workers > 1 else self._preparer
+        preparer = self.preparer.for_threads() if workers > 1 else self.preparer
         return stream(
             items,
             prepare=partial(preparer, color_order=color_order),

@@ -192,12 +192,12 @@ def test_worker_threads_detect_on_their_own_session(tmp_path: Path) -> None:
     """Built by name with the default threads, the detector of the worker threads runs
     each call on one thread; a detector object the user gave is used as it is."""
     estimator = tiny_estimator(tmp_path, detector="retinaface")
-    threaded = estimator._preparer.for_threads()
+    threaded = estimator.preparer.for_threads()
     assert threaded.detector is not estimator.detector
     options = threaded.detector._session.get_session_options()  # type: ignore[union-attr]
     assert options.intra_op_num_threads == 1
     stub = StubDetector()
-    assert tiny_estimator(tmp_path / "b", detector=stub)._preparer.for_threads().detector is stub
+    assert tiny_estimator(tmp_path / "b", detector=stub).preparer.for_threads().detector is stub
 
 
 def test_cli_workers_give_the_same_file(tmp_path: Path, folder: Path) -> None:
