@@ -61,10 +61,9 @@ def detection_reduction(width: int, height: int, input_side: int | None) -> int:
 def crop_zoom(landmarks: np.ndarray, *, size: int, scales: Sequence[float]) -> float:
     """Crop pixels per image pixel of the most demanding of a face's crops (> 1: the
     crop is an enlargement of the face)."""
-    return max(
-        float(np.sqrt(abs(np.linalg.det(alignment_matrix(landmarks, size=size, scale=s)[:, :2]))))
-        for s in scales
-    )
+    # a crop at scale s zooms 1/s as much as the scale-1 crop (see rescale_alignment)
+    matrix = alignment_matrix(landmarks, size=size)
+    return float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))) / min(scales)
 
 
 def crop_reduction(zoom: float, *, at_most: int) -> int:
