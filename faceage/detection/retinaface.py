@@ -165,7 +165,9 @@ class RetinaFaceDetector:
         height, width = resized.shape[:2]
         # (pixels - mean) as float32 NCHW in one C++ pass that releases the GIL: the
         # same numbers as numpy's cast, subtract and transpose, at a third of the time.
-        blob = cv2.dnn.blobFromImage(resized, 1.0, None, _BGR_MEAN_TUPLE, False, False)
+        blob = cv2.dnn.blobFromImage(
+            resized, scalefactor=1.0, size=(width, height), mean=_BGR_MEAN_TUPLE, swapRB=False
+        )
         loc, conf, landmarks = self._session.run(None, {self._input_name: blob})
         scores = conf[0, :, 1]
         # Decode only the anchors that pass the threshold (to_detections keeps no other).
