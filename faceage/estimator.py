@@ -26,7 +26,7 @@ from faceage.images import ColorOrder, ImageInput, describe_input
 from faceage.inference import AgeModel, AgeOutputs
 from faceage.intervals import DEFAULT_COVERAGE, Intervals, check_coverage, interval_maker
 from faceage.pipeline import PreparedImage, Preparer, check_workers, stream
-from faceage.preprocess import mirror_crops, mirror_tensor, to_input_tensor
+from faceage.preprocess import mirror_crops
 from faceage.results import Face, Gender, ImageResult
 from faceage.runtime import ProviderList
 from faceage.smoothing import DEFAULT_HALF_LIFE
@@ -413,17 +413,10 @@ class AgeEstimator:
         return results
 
     def _run(self, crops: np.ndarray) -> AgeOutputs:
-        if isinstance(self.model, AgeModel):
-            tensor = to_input_tensor(crops, self.model.spec)
-            outputs = self.model.run(tensor)
-            if not self.flip:
-                return outputs
-            mirrored = self.model.run(mirror_tensor(tensor))
-        else:
-            outputs = self.model.run_crops(crops)
-            if not self.flip:
-                return outputs
-            mirrored = self.model.run_crops(mirror_crops(crops))
+        outputs = self.model.run_crops(crops)
+        if not self.flip:
+            return outputs
+        mirrored = self.model.run_crops(mirror_crops(crops))
         return AgeOutputs(
             age=(outputs.age + mirrored.age) / 2,
             age_std=_mean(outputs.age_std, mirrored.age_std),

@@ -43,14 +43,8 @@ def to_input_tensor(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:
     inv_std = (1.0 / (np.asarray(spec.std, dtype=np.float32) * 255.0))[:, None, None]
     # Lay out the uint8 pixels first (a quarter of the bytes to move), then one float pass.
     planar = np.ascontiguousarray(pixels.transpose(0, 1, 4, 2, 3))
-    tensor = np.subtract(planar, mean, dtype=np.float32)
+    tensor: np.ndarray = np.subtract(planar, mean, dtype=np.float32)
     tensor *= inv_std
     if spec.num_crops == 1:
         tensor = tensor[:, 0]
     return tensor
-
-
-def mirror_tensor(tensor: np.ndarray) -> np.ndarray:
-    """A model input flipped left to right: the same numbers as normalising
-    :func:`mirror_crops`, without normalising twice."""
-    return np.ascontiguousarray(tensor[..., ::-1])
