@@ -17,6 +17,7 @@ that fails gives every image of its chunk an error result; neither ends the stre
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -121,9 +122,8 @@ class Preparer:
         self._thread_detector = thread_detector
         self._for_threads: Preparer | None = None
         self._lock = threading.Lock()
-        side = getattr(detector, "input_side", None) if detector is not None else None
-        # Only the built-in detectors can be handed a reduced image (ScalingDetector).
-        self.input_side: int | None = side if reduced_decoding and isinstance(side, int) else None
+        #: The longest side the detector sees, where it can be handed a reduced image.
+        self.input_side = _input_side(detector) if reduced_decoding else None
 
     def for_threads(self) -> Preparer:
         """The preparer worker threads use: one whose detector session runs each call on
@@ -183,6 +183,19 @@ class Preparer:
         pixels = scaled.at_reduction(reduction)
         reduced = [to_reduced(p, reduction) for p in points]
         return face_crops(pixels, reduced, self.spec)  # type: ignore[arg-type]
+
+
+def _input_side(detector: FaceDetector | None) -> int | None:
+    """``detector.input_side`` where it takes a reduced image (a
+    :class:`~faceage.detection.base.ScalingDetector`, as the built-in ones are), else None."""
+    side = getattr(detector, "input_side", None)
+    if detector is None or not isinstance(side, int):
+        return None
+    try:
+        parameters = inspect.signature(detector.detect).parameters
+    except (TypeError, ValueError):
+        return None
+    return side if {"reduction", "original_size"} <= parameters.keys() else None
 
 
 PrepareFn = Callable[[ImageInput, str], PreparedImage]

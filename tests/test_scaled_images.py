@@ -182,3 +182,22 @@ def test_small_images_and_other_formats_are_decoded_in_full() -> None:
     ok, jpeg = cv2.imencode(".jpg", big)
     assert load_scaled(jpeg.tobytes(), source="big", input_side=640).reduction == 2
     assert load_scaled(jpeg.tobytes(), source="no detector", input_side=None).reduction == 1
+
+
+def test_a_detector_that_cannot_take_reduced_images_gets_full_ones(tiny_spec_dir: Path) -> None:
+    from faceage.detection.retinaface import RetinaFaceDetector
+
+    class OwnDetector(RetinaFaceDetector):  # overrides detect without the new arguments
+        def detect(self, image: np.ndarray) -> list[Any]:  # type: ignore[override]
+            self.sizes.append(image.shape[:2])
+            return super().detect(image)
+
+    detector = OwnDetector()
+    detector.sizes = []  # type: ignore[attr-defined]
+    estimator = _estimator(tiny_spec_dir)
+    estimator = AgeEstimator(estimator.spec, tiny_spec_dir / "model.onnx", detector=detector)
+    assert estimator.preparer.input_side is None
+    [result] = estimator.predict_batch([_photo(2400, 1800, [(200, 300, 700)])], workers=1)
+    assert result.ok and len(result.faces) == 1
+    assert detector.sizes == [(1800, 2400)]  # type: ignore[attr-defined]
+    assert _estimator(tiny_spec_dir).preparer.input_side == 640
