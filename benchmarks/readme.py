@@ -239,14 +239,15 @@ def breakdown_section(results_dir: Path) -> str:
 
 
 def detector_section(results_dir: Path) -> str:
-    """Detector speed and the end-to-end split, as ``benchmarks.speed`` wrote them."""
+    """Detector speed, as ``benchmarks.speed`` wrote it (whole folders: the throughput
+    section)."""
     markdown = results_dir / "speed.md"
     if not markdown.exists():
         return ""
     parts = markdown.read_text(encoding="utf-8").split("\nDetectors, ms per image:", 1)
     if len(parts) != 2:
         return ""
-    return "\n### Detectors and the whole pipeline\n\nDetectors, ms per image:" + parts[1]
+    return "\n### Detectors\n\nDetectors, ms per image:" + parts[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,6 +94,15 @@ def markdown(results: dict[str, Any]) -> str:
         + ". Each timed with the model loaded, CSV written; medians of "
         "alternating rounds, ratios taken round by round. CPU use: CPU seconds of all "
         "threads per wall second (2.00 = both cores busy).",
+        *(
+            [
+                "- **The machine was busy** (load average above its core count): other work "
+                "held the cores, so CPU use stays near 1 and the ratios understate what the "
+                "worker threads give on an idle machine; rerun the command there."
+            ]
+            if (load.get("start") or 0) > results["workers"]
+            else []
+        ),
         "- Recall: share of faces found (UTKFace: of chips; photos: of pasted faces, a face "
         "counting as found when a box centre falls inside it); MAE of the found faces. "
         "*Before* and *after* differ only in the photos' reduced decoding.",
