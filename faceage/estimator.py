@@ -259,6 +259,8 @@ class AgeEstimator:
             raise ValueError(f"got {len(items)} images but {len(sources)} sources")
         names = list(sources) if sources is not None else [describe_input(i) for i in items]
         workers = 1 if len(items) <= 1 else check_workers(workers)  # one image: no pool
+        # A short list is one chunk either way; sized to it, every worker gets a share.
+        chunk_size = min(chunk_size, max(len(items), 1))
         return list(
             self.stream(
                 zip(items, names), color_order=color_order, chunk_size=chunk_size, workers=workers
