@@ -104,22 +104,25 @@ def summarise(errors: np.ndarray, signed_errors: np.ndarray | None = None) -> di
 
 
 def first_faces(
-    estimator: AgeEstimator, rows: Sequence[Row], *, batch: int = 64
+    estimator: AgeEstimator, rows: Sequence[Row], *, batch: int = 64, workers: int | None = None
 ) -> Iterator[tuple[Row, ImageResult, Face | None]]:
     """Each row's image result and its labelled face (:func:`labelled_face`; None where
-    none was found)."""
+    none was found). ``workers``: as for ``predict_batch`` (None: its default)."""
     paths = [str(row.path) for row in rows]
+    options: dict[str, Any] = {} if workers is None else {"workers": workers}
     for start in range(0, len(paths), batch):
-        results = estimator.predict_batch(paths[start : start + batch])
+        results = estimator.predict_batch(paths[start : start + batch], **options)
         for row, result in zip(rows[start : start + batch], results):
             yield row, result, labelled_face(result, row)
 
 
-def evaluate(estimator: AgeEstimator, rows: Sequence[Row], *, batch: int = 64) -> dict[str, Any]:
+def evaluate(
+    estimator: AgeEstimator, rows: Sequence[Row], *, batch: int = 64, workers: int | None = None
+) -> dict[str, Any]:
     """Run ``estimator`` over ``rows`` and compute the headline and breakdown figures."""
     started = time.perf_counter()
     predictions: list[dict[str, Any]] = []
-    for row, result, face in first_faces(estimator, rows, batch=batch):
+    for row, result, face in first_faces(estimator, rows, batch=batch, workers=workers):
         predictions.append(
             {
                 "file": row.file,

@@ -8,23 +8,32 @@ Needs the ``onnx`` package (the ``bench`` extra).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 # where each convolution keeps its weight (int8 graphs from onnxruntime's quantizers too)
 CONV_WEIGHT_INPUT = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
 
 
-def count_macs(path: str | Path) -> int:
+def count_macs(path: str | Path | bytes, *, input_shape: Sequence[int] | None = None) -> int:
+    """MACs of one run of the graph at ``path`` (or its bytes): for one face, or for an
+    input of ``input_shape`` (a detector's ``(1, 3, H, W)``, whose sides are dynamic)."""
     import onnx
     from onnx import numpy_helper, shape_inference
 
-    model = onnx.load(str(path))
+    model = onnx.load_from_string(path) if isinstance(path, bytes) else onnx.load(str(path))
     graph = model.graph
     initializers = {i.name for i in graph.initializer}
     for value in graph.input:
         if value.name in initializers:
             continue
-        for dim in value.type.tensor_type.shape.dim:
+        dims = value.type.tensor_type.shape.dim
+        if input_shape is not None:
+            for dim, size in zip(dims, input_shape):
+                dim.ClearField("dim_param")
+                dim.dim_value = int(size)
+            break
+        for dim in dims:
             if dim.dim_param or dim.dim_value == 0:
                 dim.ClearField("dim_param")
                 dim.dim_value = 1  # one face; every other axis is fixed by the model

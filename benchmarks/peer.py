@@ -105,6 +105,8 @@ class PeerProcess:
         if not ready.get("ready"):
             raise RuntimeError(f"the peer driver did not start: {ready}")
         self.versions: dict[str, str] = ready["versions"]
+        #: CPU seconds (all threads) of the last ``run``, as the driver counted them.
+        self.last_cpu_seconds: float | None = None
 
     def _read(self) -> dict[str, Any]:
         assert self._process.stdout is not None
@@ -123,6 +125,7 @@ class PeerProcess:
         self._process.stdin.flush()
         answers = [self._read() for _ in files]
         done = self._read()
+        self.last_cpu_seconds = done.get("cpu_seconds")
         return answers, float(done["seconds"])
 
     def close(self) -> None:
@@ -223,7 +226,8 @@ def speed_rounds(
             if name == "peer":
                 _, seconds = peer.run(paths)
             else:
-                seconds = evaluate(estimators[name], rows)["seconds"]
+                # one thread each, as the peer: no worker threads either
+                seconds = evaluate(estimators[name], rows, workers=1)["seconds"]
             rates[name].append(len(paths) / seconds)
             print(f"  round {index + 1}: {name} {rates[name][-1]:.1f} images/s", file=sys.stderr)
     return {

@@ -8,7 +8,9 @@ and replaces the text between ``<!-- models-table:start -->`` and
 ``<!-- models-table:end -->`` in README.md. When ``peer.json`` (``python -m
 benchmarks.peer``), ``quantize.json`` (``python -m benchmarks.quantize``) and
 ``intervals.json`` (``python -m benchmarks.intervals``) exist, the block also gets a
-"Side by side with a peer", a "Quantized variants" and a "How sure" section.
+"Side by side with a peer", a "Quantized variants" and a "How sure" section, and
+``throughput.json`` (``python -m benchmarks.throughput``) a "Folders and photo
+libraries" section.
 """
 
 from __future__ import annotations
@@ -267,14 +269,15 @@ def breakdown_section(results_dir: Path) -> str:
 
 
 def detector_section(results_dir: Path) -> str:
-    """Detector speed and the end-to-end split, as ``benchmarks.speed`` wrote them."""
+    """Detector speed, as ``benchmarks.speed`` wrote it (whole folders: the throughput
+    section)."""
     markdown = results_dir / "speed.md"
     if not markdown.exists():
         return ""
     parts = markdown.read_text(encoding="utf-8").split("\nDetectors, ms per image:", 1)
     if len(parts) != 2:
         return ""
-    return "\n### Detectors and the whole pipeline\n\nDetectors, ms per image:" + parts[1]
+    return "\n### Detectors\n\nDetectors, ms per image:" + parts[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     table = table.rstrip("\n") + "\n"
     table += breakdown_section(RESULTS_DIR)
     table += detector_section(RESULTS_DIR)
+    throughput = _load(RESULTS_DIR / "throughput.json")
+    if throughput:
+        from benchmarks.throughput_report import readme_section as throughput_section
+
+        table += "\n" + throughput_section(throughput)
     peer = _load(RESULTS_DIR / "peer.json")
     if peer:
         table += "\n" + peer_section(peer)

@@ -9,8 +9,8 @@ batch 1 (median), throughput at batch 32 and 64, with 1 and 2 onnxruntime thread
 the share of the machine's float32 matmul peak (numpy) that the model reaches. An
 ensemble is timed the same way from its uint8 crops, so its figures include cutting
 each member's crops out of the ensemble's and normalising them. Per
-detector: ms per image at 200x200, 640x480 and 1920x1080. End to end: images/s over
-the UTKFace test images with the time split into decode, detect, align/crop, model.
+detector: ms per image at 200x200, 640x480 and 1920x1080. Whole folders, end to end
+and against the peer: ``python -m benchmarks.throughput``.
 
 Writes ``benchmarks/results/speed.json`` and ``speed.md``.
 """
@@ -21,7 +21,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -41,16 +40,13 @@ from benchmarks.common import (
     record_metrics,
     write_json,
 )
-from benchmarks.group_photos import make_group_photos
 from benchmarks.onnx_macs import count_macs
-from faceage.batch import score_folder
 from faceage.detection import get_detector
 from faceage.ensemble import EnsembleModel
-from faceage.estimator import DEFAULT_MODEL
 from faceage.hub import resolve_weight_file
 from faceage.images import load_image
 from faceage.inference import AgeModel
-from faceage.preprocess import face_crops, mirror_crops, to_input_tensor
+from faceage.preprocess import to_input_tensor
 from faceage.spec import EnsembleSpec, ModelSpec, load_manifest
 
 
@@ -137,96 +133,6 @@ def bench_detectors(*, repeats: int) -> dict[str, Any]:
     return out
 
 
-def bench_pipeline(spec: ModelSpec, path: Path, files: Sequence[Path]) -> dict[str, Any]:
-    """Stage-by-stage time of the library's own functions over real files."""
-    detector = get_detector("retinaface")
-    assert detector is not None
-    model = AgeModel(spec, path)
-    stages = dict.fromkeys(("decode", "detect", "align_crop", "model"), 0.0)
-    faces = 0
-    batch_crops: list[np.ndarray] = []
-
-    def flush() -> None:
-        if batch_crops:
-            start = time.perf_counter()
-            crops = np.concatenate(batch_crops)
-            model.run(to_input_tensor(crops, spec))
-            if spec.flip:  # the model's default: each face mirrored too, as the estimator does
-                model.run(to_input_tensor(mirror_crops(crops), spec))
-            stages["model"] += time.perf_counter() - start
-            batch_crops.clear()
-
-    started = time.perf_counter()
-    for file in files:
-        t0 = time.perf_counter()
-        image = load_image(file)
-        t1 = time.perf_counter()
-        found = detector.detect(image)
-        t2 = time.perf_counter()
-        crops = face_crops(image, [np.asarray(d.landmarks) for d in found], spec)
-        t3 = time.perf_counter()
-        stages["decode"] += t1 - t0
-        stages["detect"] += t2 - t1
-        stages["align_crop"] += t3 - t2
-        faces += len(found)
-        if len(crops):
-            batch_crops.append(crops)
-        if sum(len(c) for c in batch_crops) >= 64:
-            flush()
-    flush()
-    total = time.perf_counter() - started
-    return {
-        "images": len(files),
-        "faces": faces,
-        "images_per_s": len(files) / total,
-        "share": {k: v / total for k, v in stages.items()},
-    }
-
-
-def bench_batch(name: str, files: Sequence[Path], repeats: int = 1) -> dict[str, Any]:
-    """Wall-clock images/s of ``faceage batch`` (score_folder) over links to ``files``."""
-    estimator = faceage.AgeEstimator.from_pretrained(name)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "images"
-        folder.mkdir()
-        for file in files:
-            (folder / file.name).symlink_to(file.resolve())
-        seconds = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            summary = score_folder(estimator, folder, Path(tmp) / "out.csv", overwrite=True)
-            seconds.append(time.perf_counter() - start)
-    best = min(seconds)
-    return {
-        "images": len(files),
-        "faces": summary.faces,
-        "errors": summary.errors,
-        "seconds": best,
-        "images_per_s": len(files) / best,
-        "faces_per_s": summary.faces / best,
-    }
-
-
-def bench_end_to_end(name: str, files: Sequence[Path]) -> dict[str, Any]:
-    """``faceage batch`` over UTKFace test images and large group photos, with splits."""
-    spec = load_manifest().model(name)
-    path = resolve_weight_file(spec.file, name=name)
-    out: dict[str, Any] = {"model": name, "flip": spec.flip}
-    out["utkface"] = {
-        "batch": bench_batch(name, files),
-        "split": bench_pipeline(spec, path, files),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        photos = make_group_photos(Path(tmp))
-        paths = [p.path for p in photos]
-        out["group_photos"] = {
-            "photos": [{"size": f"{p.width}x{p.height}", "faces_pasted": p.faces} for p in photos],
-            "batch": bench_batch(name, paths, repeats=3),
-            "split": bench_pipeline(spec, path, paths * 3),
-        }
-    return out
-
-
 def bench_ensemble(spec: EnsembleSpec, *, repeats: int) -> dict[str, Any]:
     """Latency and throughput of an ensemble, from uint8 crops to averaged outputs."""
     manifest = load_manifest()
@@ -310,32 +216,6 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | {r['error']} | | |")
             continue
         lines.append(f"| {name} | {r['200x200']:.1f} | {r['640x480']:.1f} | {r['1920x1080']:.1f} |")
-    if results.get("end_to_end"):
-        e = results["end_to_end"]
-        photos = ", ".join(
-            f"{p['size']} ({p['faces_pasted']} faces)" for p in e["group_photos"]["photos"]
-        )
-        lines += [
-            "",
-            f"End to end, `faceage batch` with {e['model']} and RetinaFace "
-            f"{'(each face also mirrored: its default) ' if e.get('flip') else ''}"
-            "(CSV written; time split from timing the library's functions on the same files):",
-            "",
-            "| input | images | faces found | images/s | faces/s | decode | detect "
-            "| align+crop | model |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for label, key in (
-            ("UTKFace test images (200x200)", "utkface"),
-            (f"large group photos: {photos}", "group_photos"),
-        ):
-            batch, share = e[key]["batch"], e[key]["split"]["share"]
-            lines.append(
-                f"| {label} | {batch['images']} | {batch['faces']} | "
-                f"{batch['images_per_s']:.1f} | {batch['faces_per_s']:.0f} | "
-                + " | ".join(f"{100 * share[k]:.0f}%" for k in share)
-                + " |"
-            )
     return "\n".join(lines) + "\n"
 
 
@@ -343,7 +223,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="all")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--images", type=int, default=500, help="images for the pipeline run")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument(
         "--update-manifest",
@@ -386,11 +265,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     published = args.out / "speed.json"
     if args.models == "all" or not published.exists():
         results["detectors"] = bench_detectors(repeats=repeats)
-        if names:
-            files = [UTKFACE / "images" / r.file for r in read_utkface("test")[: args.images]]
-            # the library's default model, when measured; else the first one asked for
-            model = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
-            results["end_to_end"] = bench_end_to_end(model, files)
         report = results
     else:
         # a part of the zoo: its rows replace theirs in the published results, each

@@ -128,7 +128,22 @@ def context_crops(
     """The same face at each of ``scales``: an array ``(len(scales), size, size, C)``."""
     if not scales:
         raise ValueError("scales must name at least one crop scale")
-    return np.stack([align_face(image, landmarks, size=size, scale=s) for s in scales])
+    base = alignment_matrix(landmarks, size=size)
+    return np.stack([warp_crop(image, rescale_alignment(base, size, s), size) for s in scales])
+
+
+def rescale_alignment(matrix: np.ndarray, size: int, scale: float) -> np.ndarray:
+    """The ``scale`` crop's matrix from the ``scale=1`` one: the template only zooms about
+    its centre, so the least-squares fit zooms the same way (one SVD for all crops)."""
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    if scale == 1.0:
+        return matrix
+    center = TEMPLATE_CENTER * size
+    out = np.empty_like(matrix)
+    out[:, :2] = matrix[:, :2] / scale
+    out[:, 2] = center + (matrix[:, 2] - center) / scale
+    return out
 
 
 def crop_landmarks(width: int, height: int, size: int | None = None) -> np.ndarray:

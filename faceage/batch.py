@@ -12,6 +12,7 @@ own resume parser in agreement.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -20,8 +21,9 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
@@ -73,7 +75,9 @@ _UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
 class Estimator(Protocol):
-    """What :func:`score_folder` needs of an :class:`~faceage.AgeEstimator`."""
+    """What :func:`score_folder` needs of an :class:`~faceage.AgeEstimator`: ``spec`` and
+    ``predict_batch``; an ``AgeEstimator``'s ``stream`` (worker threads) is used where
+    the object has one."""
 
     @property
     def spec(self) -> Any: ...
@@ -214,6 +218,7 @@ def score_folder(
     draw_dir: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     chunk_size: int = 32,
+    workers: int | None = None,
 ) -> BatchSummary:
     """Score every file under ``path`` and write one row per face to ``out``.
 
@@ -230,6 +235,9 @@ def score_folder(
             :class:`faceage.draw.AnnotationWriter`).
         progress: ``progress(done, total)`` callback.
         chunk_size: images per model call and per write.
+        workers: threads decoding and detecting the next images while the model scores
+            the current chunk (None: one per core; 1: none). The output is the same
+            byte for byte whatever it is.
 
     Returns:
         A :class:`BatchSummary`.
@@ -279,10 +287,16 @@ def score_folder(
     faces = errors = no_face = drawn = 0
     if progress is not None:
         progress(0, len(todo))
-    with out_path.open("ab") as sink:
+    stream = getattr(estimator, "stream", None)
+    scored: Iterator[ImageResult] = (
+        stream(((f, f) for f in todo), chunk_size=chunk_size, workers=workers)
+        if stream is not None
+        else _chunk_by_chunk(estimator, todo, chunk_size)
+    )
+    with out_path.open("ab") as sink, _closing(scored):
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start : start + chunk_size]
-            results = estimator.predict_batch(chunk)
+            results = list(islice(scored, len(chunk)))
             if len(results) != len(chunk):  # a result per input is the estimator's contract
                 raise RuntimeError(
                     f"estimator returned {len(results)} results for {len(chunk)} images"
@@ -309,6 +323,28 @@ def score_folder(
         drawn=drawn,
         seconds=time.perf_counter() - started,
     )
+
+
+def _chunk_by_chunk(
+    estimator: Estimator, files: Sequence[str], chunk_size: int
+) -> Iterator[ImageResult]:
+    for start in range(0, len(files), chunk_size):
+        chunk = files[start : start + chunk_size]
+        results = estimator.predict_batch(chunk)
+        if len(results) != len(chunk):  # a result per input is the estimator's contract
+            raise RuntimeError(f"estimator returned {len(results)} results for {len(chunk)} images")
+        yield from results
+
+
+@contextlib.contextmanager
+def _closing(results: Iterator[ImageResult]) -> Iterator[None]:
+    """Close a results generator on the way out (an error, Ctrl-C): its threads stop."""
+    try:
+        yield
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
 
 
 def _make_annotation_writer(

@@ -156,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="images per model call and per write (default: %(default)s)",
     )
+    batch.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="threads decoding and detecting the next images while the model runs "
+        "(default: one per core; 1: none); the output does not depend on it",
+    )
     batch.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     batch.set_defaults(func=_cmd_batch)
 
@@ -418,6 +426,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             draw_dir=args.draw,
             progress=bar,
             chunk_size=args.chunk_size,
+            workers=args.workers,
         )
     except KeyboardInterrupt:
         if bar is not None:
@@ -518,6 +527,3 @@ def _quiet_opencv() -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     except (ImportError, AttributeError):
         pass
-
-
-# --- models and download --------------------------------------------------------------

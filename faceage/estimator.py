@@ -12,21 +12,21 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from faceage import hub
-from faceage.alignment import crop_landmarks
 from faceage.detection import Detection, FaceDetector, get_detector
 from faceage.ensemble import EnsembleModel
 from faceage.folders import iter_image_files
-from faceage.images import ColorOrder, ImageInput, describe_input, load_image
+from faceage.images import ColorOrder, ImageInput, describe_input
 from faceage.inference import AgeModel, AgeOutputs
 from faceage.intervals import DEFAULT_COVERAGE, Intervals, check_coverage, interval_maker
-from faceage.preprocess import face_crops, mirror_crops
+from faceage.pipeline import PreparedImage, Preparer, check_workers, stream
+from faceage.preprocess import mirror_crops
 from faceage.results import Face, Gender, ImageResult
 from faceage.runtime import ProviderList
 from faceage.smoothing import DEFAULT_HALF_LIFE
@@ -41,13 +41,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "c3ae"
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    source: str
-    image: np.ndarray
-    detections: list[Detection]
 
 
 class AgeEstimator:
@@ -74,6 +67,9 @@ class AgeEstimator:
             (``Face.age_low`` to ``Face.age_high``) should hold, from 0.5 to 0.99
             (default 0.8); measured by ``python -m benchmarks.intervals``. A spec
             without an ``age_interval`` calibration gives no interval (logged once).
+        reduced_decoding: decode a large JPEG at the scale the detector and the face
+            crops need (libjpeg's 1/2, 1/4, 1/8; see :mod:`faceage.scaled_images`);
+            False decodes every image in full (slower, as before 0.2).
     """
 
     def __init__(
@@ -91,6 +87,7 @@ class AgeEstimator:
         local_files_only: bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         age_coverage: float = DEFAULT_COVERAGE,
+        reduced_decoding: bool = True,
     ) -> None:
         if max_faces is not None and max_faces < 1:
             raise ValueError(f"max_faces must be >= 1 or None, got {max_faces}")
@@ -131,17 +128,32 @@ class AgeEstimator:
                 intra_op_num_threads=intra_op_num_threads,
                 max_batch_size=max_batch_size,
             )
+        thread_detector = None
         if isinstance(detector, str) or detector is None:
-            self.detector: FaceDetector | None = get_detector(
+            make_detector = partial(
+                get_detector,
                 detector,
                 providers=providers,
-                intra_op_num_threads=intra_op_num_threads,
                 local_files_only=local_files_only,
                 cache_dir=cache_dir,
                 **(detector_options or {}),
             )
+            self.detector: FaceDetector | None = make_detector(
+                intra_op_num_threads=intra_op_num_threads
+            )
+            if intra_op_num_threads is None and self.detector is not None:
+                # Worker threads detect at once: each on one thread (measured in the README).
+                thread_detector = partial(make_detector, intra_op_num_threads=1)
         else:
             self.detector = detector
+        #: The stages before the model (load at scale, detect, crop): :mod:`faceage.pipeline`.
+        self.preparer = Preparer(
+            self.detector,
+            spec,
+            max_faces=max_faces,
+            reduced_decoding=reduced_decoding,
+            thread_detector=thread_detector,
+        )
 
     @classmethod
     def from_pretrained(
@@ -159,6 +171,7 @@ class AgeEstimator:
         max_batch_size: int = 64,
         detector_options: dict[str, Any] | None = None,
         age_coverage: float = DEFAULT_COVERAGE,
+        reduced_decoding: bool = True,
     ) -> AgeEstimator:
         """Load a registered model or ensemble, a ``hf-hub:owner/repo[@revision]`` model
         or a local directory with ``model.onnx`` + ``faceage.json``.
@@ -200,6 +213,7 @@ class AgeEstimator:
             local_files_only=local_files_only,
             cache_dir=cache_dir,
             age_coverage=age_coverage,
+            reduced_decoding=reduced_decoding,
         )
 
     def __repr__(self) -> str:
@@ -218,8 +232,8 @@ class AgeEstimator:
         Raises:
             ImageNotFoundError, ImageDecodeError, ImageTooLargeError: bad input.
         """
-        decoded = self._decode(image, color_order=color_order)
-        return self._estimate([decoded])[0]
+        prepared = self.preparer(image, describe_input(image), color_order=color_order)
+        return self._score([prepared])[0]
 
     def predict_batch(
         self,
@@ -227,6 +241,8 @@ class AgeEstimator:
         *,
         color_order: ColorOrder = "bgr",
         sources: Sequence[str] | None = None,
+        workers: int | None = None,
+        chunk_size: int = 32,
     ) -> list[ImageResult]:
         """One :class:`ImageResult` per input, in order; bad inputs get an error result.
 
@@ -234,12 +250,22 @@ class AgeEstimator:
             images: as for :meth:`predict`.
             sources: a name per image for its result and errors (e.g. where bytes came
                 from); by default a path is its own name and other inputs are described.
+            workers: threads that decode and detect while the model runs (None: one per
+                core; 1: all in the calling thread). Results do not depend on it.
+            chunk_size: images per model call.
         """
         items = list(images)
         if sources is not None and len(sources) != len(items):
             raise ValueError(f"got {len(items)} images but {len(sources)} sources")
         names = list(sources) if sources is not None else [describe_input(i) for i in items]
-        return list(self._stream(zip(items, names), color_order=color_order, chunk_size=32))
+        workers = 1 if len(items) <= 1 else check_workers(workers)  # one image: no pool
+        # A short list is one chunk either way; sized to it, every worker gets a share.
+        chunk_size = min(chunk_size, max(len(items), 1))
+        return list(
+            self.stream(
+                zip(items, names), color_order=color_order, chunk_size=chunk_size, workers=workers
+            )
+        )
 
     def predict_folder(
         self,
@@ -247,10 +273,36 @@ class AgeEstimator:
         *,
         recursive: bool = False,
         chunk_size: int = 32,
+        workers: int | None = None,
     ) -> Iterator[ImageResult]:
-        """Stream one result per image file under ``path`` (sorted), errors included."""
+        """Stream one result per image file under ``path`` (sorted), errors included.
+
+        ``workers`` threads (None: one per core) decode and detect the next images while
+        the model scores ``chunk_size`` of them; results come in file order whatever it is.
+        """
         files = iter_image_files(path, recursive=recursive)
-        return self._stream(((f, f) for f in files), chunk_size=chunk_size)
+        return self.stream(((f, f) for f in files), chunk_size=chunk_size, workers=workers)
+
+    def stream(
+        self,
+        items: Iterable[tuple[ImageInput, str]],
+        *,
+        color_order: ColorOrder = "bgr",
+        chunk_size: int = 32,
+        workers: int | None = None,
+    ) -> Iterator[ImageResult]:
+        """One result per ``(image, source name)`` pair, in order, as they are scored; the
+        engine of :meth:`predict_batch` and :meth:`predict_folder` (see
+        :mod:`faceage.pipeline`)."""
+        workers = check_workers(workers)
+        preparer = self.preparer.for_threads() if workers > 1 else self.preparer
+        return stream(
+            items,
+            prepare=partial(preparer, color_order=color_order),
+            score=self._score,
+            chunk_size=chunk_size,
+            workers=workers,
+        )
 
     def predict_video(
         self,
@@ -332,79 +384,12 @@ class AgeEstimator:
             color_order=color_order,
         )
 
-    # -- pipeline -------------------------------------------------------------------
+    # -- the model stage ---------------------------------------------------------------
 
-    def _stream(
-        self,
-        images: Iterable[tuple[ImageInput, str]],
-        *,
-        color_order: ColorOrder = "bgr",
-        chunk_size: int = 32,
-    ) -> Iterator[ImageResult]:
-        chunk: list[tuple[ImageInput, str]] = []
-        for item in images:
-            chunk.append(item)
-            if len(chunk) >= chunk_size:
-                yield from self._process_chunk(chunk, color_order)
-                chunk = []
-        if chunk:
-            yield from self._process_chunk(chunk, color_order)
-
-    def _process_chunk(
-        self, images: Sequence[tuple[ImageInput, str]], color_order: ColorOrder
-    ) -> list[ImageResult]:
-        results: list[ImageResult | None] = [None] * len(images)
-        decoded: list[_Decoded] = []
-        positions: list[int] = []
-        for index, (image, source) in enumerate(images):
-            try:
-                decoded.append(self._decode(image, color_order=color_order, source=source))
-                positions.append(index)
-            except Exception as exc:  # one bad image never ends a batch
-                results[index] = _error_result(source, exc)
-        try:
-            faces = self._estimate(decoded)
-        except Exception as exc:
-            logger.exception("model call failed for %d images", len(decoded))
-            faces = None
-            for index, item in zip(positions, decoded):
-                results[index] = _error_result(item.source, exc)
-        if faces is not None:
-            for index, item, found in zip(positions, decoded, faces):
-                results[index] = ImageResult(
-                    source=item.source,
-                    faces=tuple(found),
-                    width=int(item.image.shape[1]),
-                    height=int(item.image.shape[0]),
-                )
-        return [r for r in results if r is not None]
-
-    def _decode(
-        self, image: ImageInput, *, color_order: ColorOrder, source: str | None = None
-    ) -> _Decoded:
-        name = source or describe_input(image)
-        pixels = load_image(image, color_order=color_order, source=name)
-        return _Decoded(name, pixels, self._detect(pixels))
-
-    def _detect(self, image: np.ndarray) -> list[Detection]:
-        if self.detector is None:
-            height, width = image.shape[:2]
-            points = crop_landmarks(width, height, self.spec.input_size)
-            return [
-                Detection(
-                    box=(0.0, 0.0, float(width), float(height)),
-                    landmarks=tuple((float(x), float(y)) for x, y in points),
-                    score=1.0,
-                )
-            ]
-        found = self.detector.detect(image)
-        return found[: self.max_faces] if self.max_faces else found
-
-    def _estimate(self, decoded: Sequence[_Decoded]) -> list[list[Face]]:
-        crops = [
-            face_crops(item.image, [np.asarray(d.landmarks) for d in item.detections], self.spec)
-            for item in decoded
-        ]
+    def _score(self, prepared: Sequence[PreparedImage]) -> list[list[Face]]:
+        """Faces of each prepared image, all their crops scored in one model call."""
+        decoded = prepared
+        crops = [item.crops for item in prepared]
         total = sum(len(c) for c in crops)
         if total == 0:
             return [[] for _ in decoded]
@@ -483,9 +468,3 @@ def _make_face(
         age_high=None if intervals is None else float(intervals.high[index]),
         age_coverage=coverage,
     )
-
-
-def _error_result(source: str, exc: BaseException) -> ImageResult:
-    message = str(exc) or type(exc).__name__
-    logger.warning("skipped %s: %s", source, message)
-    return ImageResult(source=source, error=message.splitlines()[0], error_type=type(exc).__name__)

@@ -70,7 +70,7 @@ def load_image(
         raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
     if isinstance(image, (str, os.PathLike)):
         return decode_image(
-            _read_file(Path(os.fsdecode(image))), source=os.fsdecode(image), max_pixels=limit
+            read_image_file(Path(os.fsdecode(image))), source=os.fsdecode(image), max_pixels=limit
         )
     if isinstance(image, (bytes, bytearray, memoryview)):
         return decode_image(bytes(image), source=source or describe_input(image), max_pixels=limit)
@@ -85,10 +85,31 @@ def load_image(
     )
 
 
+#: OpenCV's flag for a JPEG decoded at 1/n of its size by libjpeg's DCT scaling.
+_REDUCED_FLAGS = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+def is_jpeg(data: bytes) -> bool:
+    return data[:3] == b"\xff\xd8\xff"
+
+
 def decode_image(
-    data: bytes, *, source: str = "<bytes>", max_pixels: int | None = None
+    data: bytes, *, source: str = "<bytes>", max_pixels: int | None = None, reduction: int = 1
 ) -> np.ndarray:
-    """Decode encoded image bytes to BGR uint8, applying the EXIF orientation."""
+    """Decode encoded image bytes to BGR uint8, applying the EXIF orientation.
+
+    ``reduction`` (1, 2, 4 or 8; JPEG only, other formats ignore it) decodes the image at
+    that fraction of its size, which libjpeg does far faster than a full decode; the
+    pixel limit still applies to the full size.
+    """
+    if reduction not in _REDUCED_FLAGS:
+        raise ValueError(f"reduction must be one of {sorted(_REDUCED_FLAGS)}, got {reduction}")
+    reduction = reduction if is_jpeg(data) else 1
     limit = _env.max_pixels() if max_pixels is None else max_pixels
     if not data:
         raise ImageDecodeError(f"{source}: the file is empty (0 bytes); pass a JPEG/PNG/WebP image")
@@ -111,7 +132,7 @@ def decode_image(
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         # IMREAD_COLOR turns gray, alpha, 16-bit and CMYK into 8-bit BGR and applies EXIF rotation.
-        decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        decoded = cv2.imdecode(buffer, _REDUCED_FLAGS[reduction])
     except cv2.error as exc:
         raise ImageDecodeError(f"{source}: cannot decode the image ({exc.msg.strip()})") from exc
     if decoded is None or decoded.size == 0:
@@ -119,11 +140,14 @@ def decode_image(
             f"{source}: not a decodable image (unknown format or corrupted data); "
             "faceage reads JPEG, PNG, WebP, BMP and TIFF"
         )
-    _check_pixels(decoded.shape[1], decoded.shape[0], source=source, max_pixels=limit)
+    if reduction == 1 or size is None:  # a reduced decode's header size was checked above
+        height, width = decoded.shape[0] * reduction, decoded.shape[1] * reduction
+        _check_pixels(width, height, source=source, max_pixels=limit)
     return np.ascontiguousarray(decoded)
 
 
-def _read_file(path: Path) -> bytes:
+def read_image_file(path: Path) -> bytes:
+    """The bytes of an image file, or a typed error for what cannot be read as one."""
     if not path.exists():
         raise ImageNotFoundError(f"{path}: no such file; check the path")
     if path.is_dir():

@@ -92,24 +92,29 @@ def peak_rss_mb(command: list[str], *, timeout: float = 600) -> float:
     return usage.ru_maxrss * scale / (1 << 20)
 
 
-def _memory_growth(tmp_path: Path, model: str, small: int, large: int) -> tuple[float, float]:
+def _memory_growth(
+    tmp_path: Path, model: str, small: int, large: int, *extra: str
+) -> tuple[float, float]:
     peaks = []
     for count in (small, large):
         folder = make_face_folder(tmp_path / f"faces-{count}", count)
         out = tmp_path / f"ages-{count}.csv"
-        peaks.append(peak_rss_mb(batch_command(folder, out, model)))
+        peaks.append(peak_rss_mb(batch_command(folder, out, model, *extra)))
         rows = read_rows(out)
         assert len(rows) == count and len(rows_by_path(rows)) == count
     print(
-        f"peak RSS of faceage batch: {small} images {peaks[0]:.1f} MB, "
+        f"peak RSS of faceage batch {' '.join(extra)}: {small} images {peaks[0]:.1f} MB, "
         f"{large} images {peaks[1]:.1f} MB"
     )
     return peaks[0], peaks[1]
 
 
 @posix_only
-def test_memory_does_not_grow_with_the_number_of_images(tmp_path: Path, tiny_model: str) -> None:
-    small, large = _memory_growth(tmp_path, tiny_model, 300, 1_500)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_memory_does_not_grow_with_the_number_of_images(
+    tmp_path: Path, tiny_model: str, workers: str
+) -> None:
+    small, large = _memory_growth(tmp_path, tiny_model, 300, 1_500, "--workers", workers)
     assert large < small + 25
 
 
@@ -155,13 +160,18 @@ def _kill_at(command: list[str], out: Path, size: int) -> bool:
 
 
 def _kill_and_resume(
-    folder: Path, out: Path, model: str, complete: bytes, kill_points: list[float]
+    folder: Path,
+    out: Path,
+    model: str,
+    complete: bytes,
+    kill_points: list[float],
+    workers: str = "1",
 ) -> int:
     """Kill the run (and then each resumed run) at ``kill_points`` (fractions of the
     finished output's size), resume to the end, and compare with ``complete``.
     Returns how many kills landed mid-run."""
     out.unlink(missing_ok=True)
-    command = batch_command(folder, out, model, "--chunk-size", "7")
+    command = batch_command(folder, out, model, "--chunk-size", "7", "--workers", workers)
     killed = 0
     for number, fraction in enumerate(kill_points):
         extra = ["--resume"] if number else []
@@ -182,12 +192,18 @@ def _kill_and_resume(
 
 
 @posix_only
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
-def test_sigkill_at_random_points_then_resume(tmp_path: Path, tiny_model: str, suffix: str) -> None:
+@pytest.mark.parametrize(
+    ("suffix", "workers"), [(".csv", "1"), (".jsonl", "1"), (".csv", "2"), (".jsonl", "3")]
+)
+def test_sigkill_at_random_points_then_resume(
+    tmp_path: Path, tiny_model: str, suffix: str, workers: str
+) -> None:
+    """The reference is always the single-worker run: runs with workers, killed and
+    resumed, must end byte for byte equal to it."""
     folder = make_face_folder(tmp_path / "faces", 600)
     reference = tmp_path / f"reference{suffix}"
     subprocess.run(
-        batch_command(folder, reference, tiny_model, "--chunk-size", "7"),
+        batch_command(folder, reference, tiny_model, "--chunk-size", "7", "--workers", "1"),
         cwd=REPO,
         env=_env(),
         check=True,
@@ -201,7 +217,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, tiny_model: str, s
     # One kill before the first row (header only), one early, then two random kills of
     # the resumed runs: a kill during a resume must be as harmless as the first.
     points = [0.0, rng.uniform(0.05, 0.3), rng.uniform(0.3, 0.6), rng.uniform(0.6, 0.95)]
-    killed = _kill_and_resume(folder, out, tiny_model, complete, points)
+    killed = _kill_and_resume(folder, out, tiny_model, complete, points, workers)
     assert killed >= 2, f"only {killed} kills landed mid-run (seed {seed})"
 
 
@@ -211,7 +227,7 @@ def test_sigkill_many_times_over_a_larger_run(tmp_path: Path, tiny_model: str) -
     folder = make_face_folder(tmp_path / "faces", 3_000)
     reference = tmp_path / "reference.csv"
     subprocess.run(
-        batch_command(folder, reference, tiny_model, "--chunk-size", "7"),
+        batch_command(folder, reference, tiny_model, "--chunk-size", "7", "--workers", "1"),
         cwd=REPO,
         env=_env(),
         check=True,
@@ -221,13 +237,16 @@ def test_sigkill_many_times_over_a_larger_run(tmp_path: Path, tiny_model: str) -
     rng = random.Random()
     points = sorted(rng.uniform(0.0, 0.98) for _ in range(12))
     killed = _kill_and_resume(
-        folder, tmp_path / "ages.csv", tiny_model, reference.read_bytes(), points
+        folder, tmp_path / "ages.csv", tiny_model, reference.read_bytes(), points, workers="2"
     )
     assert killed >= 8
 
 
 @posix_only
-def test_every_file_gets_a_row_even_with_bad_ones(tmp_path: Path, tiny_model: str) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_every_file_gets_a_row_even_with_bad_ones(
+    tmp_path: Path, tiny_model: str, workers: str
+) -> None:
     folder = make_face_folder(tmp_path / "faces", 50)
     (folder / "00010.jpg").unlink()
     (folder / "00010.jpg").write_bytes(b"")  # empty
@@ -236,7 +255,7 @@ def test_every_file_gets_a_row_even_with_bad_ones(tmp_path: Path, tiny_model: st
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "ages.jsonl"
     done = subprocess.run(
-        batch_command(folder, out, tiny_model),
+        batch_command(folder, out, tiny_model, "--workers", workers),
         cwd=REPO,
         env=_env(),
         capture_output=True,

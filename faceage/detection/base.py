@@ -41,6 +41,30 @@ class FaceDetector(Protocol):
     def detect(self, image: np.ndarray) -> list[Detection]: ...
 
 
+class ScalingDetector(Protocol):
+    """A detector that shrinks large images itself and so can be handed a photo decoded at
+    a reduced scale (the built-in RetinaFace and YuNet): ``input_side`` is the longest
+    side its network sees (None: it cannot take reduced images), and ``detect(image,
+    reduction=r, original_size=(w, h))`` answers in the original's pixels."""
+
+    name: str
+
+    @property
+    def input_side(self) -> int | None: ...
+
+    def detect(
+        self, image: np.ndarray, *, reduction: int = 1, original_size: tuple[int, int] | None = None
+    ) -> list[Detection]: ...
+
+
+def original_shape(
+    shape: tuple[int, ...], original_size: tuple[int, int] | None
+) -> tuple[int, ...]:
+    """The ``(height, width)`` boxes are clipped to: the original's when the detector was
+    given a reduced decode of it, else the image's own."""
+    return shape if original_size is None else (original_size[1], original_size[0])
+
+
 def fit_scale(height: int, width: int, max_side: int) -> float:
     """Scale that brings the longer side down to ``max_side`` (never up)."""
     longest = max(height, width)

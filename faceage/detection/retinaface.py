@@ -16,11 +16,13 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from faceage.detection.base import (
     Detection,
     fit_scale,
+    original_shape,
     resize_for_detector,
     to_detections,
 )
@@ -38,6 +40,7 @@ _ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
 _CENTER_VARIANCE = 0.1
 _SIZE_VARIANCE = 0.2
 _BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+_BGR_MEAN_TUPLE = (104.0, 117.0, 123.0)
 
 
 @lru_cache(maxsize=1)
@@ -141,28 +144,47 @@ class RetinaFaceDetector:
         )
         self._input_name = self._session.get_inputs()[0].name
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in a BGR uint8 image, best score first."""
+    @property
+    def input_side(self) -> int:
+        """The longest side the network ever sees: larger images are shrunk to it."""
+        return self.max_side
+
+    def detect(
+        self, image: np.ndarray, *, reduction: int = 1, original_size: tuple[int, int] | None = None
+    ) -> list[Detection]:
+        """Faces in a BGR uint8 image, best score first.
+
+        ``image`` may be a photo decoded at ``1/reduction`` of its ``original_size``
+        (width, height); boxes, landmarks and ``min_face_size`` are then in the original's
+        pixels (see :mod:`faceage.scaled_images`).
+        """
         scale = fit_scale(image.shape[0], image.shape[1], self.max_side)
         resized = resize_for_detector(image, scale)
         # Fully convolutional with ceil-sized prior grids: any input size works, and padding
         # to a multiple of 32 was measured to shift landmarks of faces that fill the frame.
-        tensor = resized.astype(np.float32) - _BGR_MEAN
-        height, width = tensor.shape[:2]
-        blob = np.ascontiguousarray(tensor.transpose(2, 0, 1)[None])
+        height, width = resized.shape[:2]
+        # (pixels - mean) as float32 NCHW in one C++ pass that releases the GIL: the
+        # same numbers as numpy's cast, subtract and transpose, at a third of the time.
+        blob = cv2.dnn.blobFromImage(
+            resized, scalefactor=1.0, size=(width, height), mean=_BGR_MEAN_TUPLE, swapRB=False
+        )
         loc, conf, landmarks = self._session.run(None, {self._input_name: blob})
-        priors = _priors(height, width)
-        centers = priors[:, :2] + loc[0, :, :2] * _CENTER_VARIANCE * priors[:, 2:]
-        sizes = priors[:, 2:] * np.exp(loc[0, :, 2:] * _SIZE_VARIANCE)
+        scores = conf[0, :, 1]
+        # Decode only the anchors that pass the threshold (to_detections keeps no other).
+        keep = np.flatnonzero(scores >= self.score_threshold)
+        priors = _priors(height, width)[keep]
+        loc, landmarks = loc[0, keep], landmarks[0, keep]
+        centers = priors[:, :2] + loc[:, :2] * _CENTER_VARIANCE * priors[:, 2:]
+        sizes = priors[:, 2:] * np.exp(loc[:, 2:] * _SIZE_VARIANCE)
         boxes = np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1)
-        points = landmarks[0].reshape(-1, 5, 2) * _CENTER_VARIANCE * priors[:, None, 2:]
+        points = landmarks.reshape(-1, 5, 2) * _CENTER_VARIANCE * priors[:, None, 2:]
         points = points + priors[:, None, :2]
         return to_detections(
             boxes,
             points,
-            conf[0, :, 1],
-            scale=scale,
-            image_shape=image.shape,
+            scores[keep],
+            scale=scale / reduction,
+            image_shape=original_shape(image.shape, original_size),
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             min_face_size=self.min_face_size,

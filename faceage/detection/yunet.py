@@ -22,6 +22,7 @@ import numpy as np
 from faceage.detection.base import (
     Detection,
     fit_scale,
+    original_shape,
     pad_to_multiple,
     resize_for_detector,
     to_detections,
@@ -132,8 +133,17 @@ class YuNetDetector:
         canvas[: resized.shape[0], : resized.shape[1]] = resized
         return canvas, scale
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in a BGR uint8 image, best score first, in the image's pixel coordinates."""
+    @property
+    def input_side(self) -> int | None:
+        """The longest side the network ever sees (None for a fixed-size export, whose
+        letterbox could need more pixels along one side than this)."""
+        return None if self._fixed_size is not None else self.max_side
+
+    def detect(
+        self, image: np.ndarray, *, reduction: int = 1, original_size: tuple[int, int] | None = None
+    ) -> list[Detection]:
+        """Faces in a BGR uint8 image, best score first, in the image's pixel coordinates
+        (those of ``original_size`` when ``image`` was decoded at ``1/reduction``)."""
         canvas, scale = self._letterbox(image)
         blob = np.ascontiguousarray(canvas.transpose(2, 0, 1)[None], dtype=np.float32)
         outputs = dict(
@@ -159,8 +169,8 @@ class YuNetDetector:
             np.concatenate(boxes),
             np.concatenate(points),
             np.concatenate(scores),
-            scale=scale,
-            image_shape=image.shape,
+            scale=scale / reduction,
+            image_shape=original_shape(image.shape, original_size),
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             min_face_size=self.min_face_size,

@@ -175,6 +175,9 @@ class FaceagePredictor:
         #: What the worker resolved: providers (None: onnxruntime's default) and threads.
         self.providers = None if providers is None else list(providers)
         self.intra_op_num_threads = threads
+        # Ray runs one actor per slice of the cluster's CPUs: an actor given its CPUs keeps
+        # to its thread, as before; outside Ray resources it uses a thread per core.
+        self.workers: int | None = 1 if resources.get("CPU") else None
         self.path_column = path_column
         self.bytes_column = bytes_column
         self.image_column = image_column
@@ -229,7 +232,9 @@ class FaceagePredictor:
 
     def _score(self, sources: list[str], images: list[Any]) -> list[ImageResult]:
         # Named by their paths, so a bad file's error names it, not "<N bytes>".
-        return self.estimator.predict_batch(images, color_order=self.color_order, sources=sources)
+        return self.estimator.predict_batch(
+            images, color_order=self.color_order, sources=sources, workers=self.workers
+        )
 
 
 def score_dataset(
