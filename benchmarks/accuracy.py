@@ -270,16 +270,19 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     written.append(path)
-    names = [n for n, runs in results["models"].items() if "off" in runs]
+    scatter_dir = SCATTER_DIR / results.get("dataset", "utkface")
+    # pairs are kept on the machine that measured them: draw the models that have them
+    names = [
+        n
+        for n, runs in results["models"].items()
+        if "off" in runs and (scatter_dir / f"{n}.json").exists()
+    ]
     if names:
         cols = min(4, len(names))
         rows = -(-len(names) // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
         for ax, name in zip(axes.flat, names):
-            cached = SCATTER_DIR / results.get("dataset", "utkface") / f"{name}.json"
-            if not cached.exists():  # measured on another machine: no pairs to draw
-                ax.axis("off")
-                continue
+            cached = scatter_dir / f"{name}.json"
             pts = np.array(json.loads(cached.read_text(encoding="utf-8")))
             ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.35)
             ax.plot([0, 100], [0, 100], color="k", lw=0.8)
@@ -367,9 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     + f"no-face {report['no_face']} ({report['seconds']:.0f}s)",
                     flush=True,
                 )
-        write_results(results, args)
+        measured_now = list(results["models"])
+        write_results(results, args)  # with --merge, results then hold earlier models too
         if args.update_manifest and args.limit is None:
-            update_manifest(results)
+            update_manifest(results, measured_now)
         measured.append(results)
     if args.update_manifest and args.limit is None and args.split == "val":
         set_flip_defaults(measured)
@@ -439,12 +443,14 @@ def set_flip_defaults(measured: Sequence[dict[str, Any]], path: Path = MANIFEST)
     edit_entries(measured[0]["models"], put, path)
 
 
-def update_manifest(results: dict[str, Any]) -> None:
-    """Record each model's figures as ``metrics.{dataset}_{split}_pipeline`` in the manifest."""
+def update_manifest(results: dict[str, Any], names: Sequence[str]) -> None:
+    """Record the figures of the models ``names`` as ``metrics.{dataset}_{split}_pipeline``
+    in the manifest."""
     split, dataset = results["split"], results.get("dataset", "utkface")
     ensembles = load_manifest().ensembles
     entries = {}
-    for name, runs in results["models"].items():
+    for name in names:
+        runs = results["models"][name]
         if "off" not in runs:
             continue
         off = runs["off"]
