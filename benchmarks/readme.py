@@ -118,7 +118,15 @@ def models_table(
     if accuracy:
         notes.append(
             "Accuracy: "
-            + " and ".join(f"`{c}`" for c in accuracy.get("commands", [accuracy.get("command")]))
+            + " and ".join(
+                f"`{c}`"
+                for c in dict.fromkeys(
+                    c
+                    for results in (accuracy, aaf)
+                    if results
+                    for c in results.get("commands", [results.get("command")])
+                )
+            )
             + f" on the UTKFace test split "
             f"({accuracy.get('images')} images)"
             + (f" and the All-Age-Faces test split ({aaf.get('images')} images)" if aaf else "")
