@@ -1,4 +1,4 @@
-"""Train one model on the cached UTKFace crops.
+"""Train one model on the cached crops of the data sets its config names.
 
     python -m training.train c3ae [--epochs N] [--seed S] [--fresh] [--stop-after N]
 
@@ -300,7 +300,7 @@ def write_results(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Train one faceage model on cached UTKFace crops.")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("name")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seed", type=int)
