@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from faceage import registry_commands
+from faceage import cli_registry
 from faceage._version import __version__
 from faceage.progress import ProgressBar
 
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", parents=[common], help="list the registered models")
     models.add_argument("--json", action="store_true", help="a JSON array instead of a table")
-    models.set_defaults(func=registry_commands.cmd_models)
+    models.set_defaults(func=cli_registry.cmd_models)
 
     download = commands.add_parser(
         "download",
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="Hugging Face cache folder (default: $HF_HOME/hub)",
     )
-    download.set_defaults(func=registry_commands.cmd_download)
+    download.set_defaults(func=cli_registry.cmd_download)
     return parser
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from faceage import __version__, spec
 from faceage.cli import main
+from faceage.cli_registry import find_mae
 from faceage.progress import ProgressBar
-from faceage.registry_commands import find_mae
 from tests._shared import YUNET_DIR
 from tests.test_batch import (
     BAD_FILES,
