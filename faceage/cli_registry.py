@@ -1,5 +1,6 @@
-"""Part of the command line: ``faceage models`` and ``faceage download``, the registry as a
-table and its files for offline use. Like the rest of the CLI it imports nothing heavy at the top."""
+"""Part of the command line: ``faceage models`` and ``faceage download``, the registry as
+a table and its files for offline use. Like the rest of the CLI it imports nothing heavy
+at the top."""
 
 from __future__ import annotations
 
