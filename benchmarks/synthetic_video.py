@@ -20,6 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from faceage.smoothing import age_sigma, frame_weight
+
 #: UTKFace test chips used by the scenarios (file name, true age), fixed so every run
 #: sees the same faces.
 UTKFACE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "utkface"
@@ -267,16 +269,19 @@ def evaluate(clip: Clip, results: Sequence[Any]) -> dict[str, Any]:
       ``age_smoothed`` between a track's consecutive scored frames (all steps pooled);
     * ``mae_frame``: mean |age - truth| over every face of every frame;
       ``mae_frame_by_track``: the same per track, then averaged over tracks;
+      ``mae_frame_weighted`` (per track): the frames' errors weighted as the smoother
+      weighs them (1 / sigma**2 from each face's interval);
       ``mae_track``: mean |final age_smoothed - truth| over tracks;
     * ``per_track``: those figures for each track.
     """
     people_of_track: dict[int, dict[int, int]] = {}
     tracks_of_person: dict[int, set[int]] = {}
-    series: dict[int, list[tuple[float, float]]] = {}
+    series: dict[int, list[tuple[float, float, float]]] = {}
     errors = []
     for result in results:
         for face in result.faces:
-            series.setdefault(face.track_id, []).append((face.age, face.age_smoothed))
+            weight = frame_weight(age_sigma(face.face))
+            series.setdefault(face.track_id, []).append((face.age, face.age_smoothed, weight))
             person = person_of(face.box, clip.truth[result.index])
             if person is None:  # e.g. a face half out of the picture: no truth box
                 continue
@@ -302,6 +307,10 @@ def evaluate(clip: Clip, results: Sequence[Any]) -> dict[str, Any]:
                 "frames": len(ages),
                 # over all the track's frames: the ones its smoothed age rests on
                 "mae_frame": float(np.mean(np.abs(ages[:, 0] - truth))),
+                # the same, each frame weighing what it weighs in the smoothed age
+                "mae_frame_weighted": float(
+                    np.average(np.abs(ages[:, 0] - truth), weights=ages[:, 2])
+                ),
                 "error_final": float(abs(ages[-1, 1] - truth)),
                 "age_final": float(ages[-1, 1]),
             }

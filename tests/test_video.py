@@ -77,11 +77,13 @@ def test_smoothed_age_is_steadier_and_nearer_the_truth(figures: dict[str, Any]) 
     tracks = [t for f in figures.values() for t in f["per_track"]]
     jitter_raw, jitter_smoothed = float(np.mean(raw)), float(np.mean(smooth))
     mae_frame = float(np.mean([t["mae_frame"] for t in tracks]))
+    mae_weighted = float(np.mean([t["mae_frame_weighted"] for t in tracks]))
     mae_track = float(np.mean([t["error_final"] for t in tracks]))
     print(
         f"\nvideo figures over {len(figures)} clips, {len(tracks)} tracks, {len(raw)} steps: "
         f"jitter raw {jitter_raw:.3f} vs smoothed {jitter_smoothed:.3f} years/frame; "
-        f"MAE frame-level {mae_frame:.2f} vs track-level {mae_track:.2f} years"
+        f"MAE frame-level {mae_frame:.2f} (weighted as the smoother weighs frames "
+        f"{mae_weighted:.2f}) vs track-level {mae_track:.2f} years"
     )
     for name, found in figures.items():
         print(
@@ -89,7 +91,11 @@ def test_smoothed_age_is_steadier_and_nearer_the_truth(figures: dict[str, Any]) 
             f"MAE {found['mae_frame_by_track']:.2f} -> {found['mae_track']:.2f}"
         )
     assert jitter_smoothed < 0.5 * jitter_raw
-    assert mae_track <= mae_frame + 1e-6  # equal only where a face's error never changes sign
+    # A track's age is a weighted mean of its frames' ages, so (no track here restarts)
+    # it is never further from the truth than its frames on that weighted average; equal
+    # only where a face's error never changes sign.
+    for track in tracks:
+        assert track["error_final"] <= track["mae_frame_weighted"] + 1e-6, track
 
 
 def test_frames_and_times_are_the_sources(clips: dict[str, Clip], runs: dict[str, Any]) -> None:
