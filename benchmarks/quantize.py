@@ -17,9 +17,9 @@ pipeline (RetinaFace, alignment, context crops, normalisation), never on test. E
 variant is then timed with ``benchmarks.speed.bench_model`` (ms/face at batch 1, faces/s
 at batch 64, 1 and 2 threads), alternating with the float32 file over ``--rounds``
 rounds and keeping each file's best figure, because the machine is shared; and scored
-through the full pipeline with ``benchmarks.accuracy.evaluate``, flip off, on the val splits (to choose; the val
-MAE is the mean of the two data sets' MAEs, as in training) and on each test split (to
-report): the choice never looks at test.
+through the full pipeline with ``benchmarks.accuracy.evaluate``, flip off, on the val
+splits (to choose; the val MAE is the mean of the two data sets' MAEs, as in training)
+and on each test split (to report): the choice never looks at test.
 
 A variant qualifies for shipping as ``NAME-int8`` when its speed-up (geometric mean of
 the four ratios: batch-1 latency and batch-64 throughput at 1 and 2 threads) is at least
