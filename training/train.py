@@ -74,7 +74,7 @@ def train(
     if config.get("distill"):
         from training.distill import blend, soft_targets  # runs the teachers' ONNX files
 
-        teacher_ages, teacher_genders = soft_targets(config, train_set.ages)
+        teacher_ages, teacher_genders = soft_targets(config, train_set)
         weight = config["distill"]["weight"]
         train_ages = blend(train_ages, teacher_ages, weight)
         train_genders = blend(train_genders, teacher_genders, weight)

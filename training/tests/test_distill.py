@@ -1,11 +1,18 @@
 import subprocess
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 
-from training import distill
+from training import distill, peer_teacher
 from training.datasets import REPO_ROOT
 from training.recipes import WEIGHTS_DIR, onnx_file
+
+
+def _split(ages: np.ndarray, **more: Any) -> Any:
+    """The parts of a CachedSplit that soft_targets reads."""
+    return SimpleNamespace(ages=ages, **more)
 
 
 def _fake_teachers(monkeypatch: pytest.MonkeyPatch, predictions: dict) -> None:
@@ -23,11 +30,11 @@ def test_soft_targets_average_the_teachers_that_have_each_output(
             "b": {"labels": labels, "age": np.array([18.0, 44.0])},  # age only
         },
     )
-    ages, genders = distill.soft_targets({"distill": {"teachers": ["a", "b"]}}, labels)
+    ages, genders = distill.soft_targets({"distill": {"teachers": ["a", "b"]}}, _split(labels))
     np.testing.assert_allclose(ages, [20.0, 41.0])
     np.testing.assert_allclose(genders, [0.2, 0.9])
 
-    ages, genders = distill.soft_targets({"distill": {"teachers": ["b"]}}, labels)
+    ages, genders = distill.soft_targets({"distill": {"teachers": ["b"]}}, _split(labels))
     assert genders is None
 
 
@@ -37,7 +44,7 @@ def test_soft_targets_refuse_a_teacher_predicted_on_other_rows(
     labels = np.array([20.0, 40.0], np.float32)
     _fake_teachers(monkeypatch, {"a": {"labels": labels[::-1], "age": np.array([1.0, 2.0])}})
     with pytest.raises(ValueError, match="'a'"):
-        distill.soft_targets({"distill": {"teachers": ["a"]}}, labels)
+        distill.soft_targets({"distill": {"teachers": ["a"]}}, _split(labels))
 
 
 def test_blend_mixes_labels_and_teacher_by_weight() -> None:
@@ -86,10 +93,29 @@ def test_gender_teachers_give_p_female_its_own_mean(monkeypatch: pytest.MonkeyPa
         },
     )
     config = {"distill": {"teachers": ["a", "b"], "gender_teachers": ["a", "g"]}}
-    ages, genders = distill.soft_targets(config, labels)
+    ages, genders = distill.soft_targets(config, _split(labels))
     np.testing.assert_allclose(ages, [20.0, 41.0])  # g's age is not used
     np.testing.assert_allclose(genders, [0.4, 0.7])
 
     config = {"distill": {"teachers": ["a"], "gender_teachers": ["a", "b"]}}
     with pytest.raises(ValueError, match="'b'"):
-        distill.soft_targets(config, labels)
+        distill.soft_targets(config, _split(labels))
+
+
+def test_the_peer_teacher_is_read_by_labels_row_and_the_label_fills_its_gaps(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setattr(peer_teacher, "TEACHER_DIR", tmp_path)
+    np.save(tmp_path / f"{peer_teacher.NAME}-utkface.npy", np.array([0.1, 0.2, np.nan, 0.9]))
+    np.save(tmp_path / f"{peer_teacher.NAME}-aaf.npy", np.array([np.nan, 0.7]))
+    train = _split(
+        np.array([20.0, 30.0, 40.0, 50.0], np.float32),
+        names=["utkface", "aaf"],
+        source=np.array([0, 0, 1, 1]),
+        index=np.array([3, 2, 1, 0]),  # labels-file rows, some left out
+        genders=np.array([0, 1, 0, 1]),
+    )
+    config = {"distill": {"teachers": [peer_teacher.NAME], "weight": 0.5}}
+    ages, genders = distill.soft_targets(config, train)
+    assert ages is None  # the peer teaches gender only
+    np.testing.assert_allclose(genders, [0.9, 1.0, 0.7, 1.0])
