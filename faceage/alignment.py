@@ -16,6 +16,7 @@ sees at inference.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -49,7 +50,10 @@ def template_landmarks(size: float, scale: float = 1.0) -> np.ndarray:
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity transform (2x3) mapping points ``src`` onto ``dst``.
 
-    Umeyama's closed form restricted to a proper rotation (no reflection).
+    Umeyama's solution restricted to a proper rotation (no reflection), which in 2-D has
+    a closed form: the linear part is ``[[a, -b], [b, a]]`` with ``a`` and ``b`` the
+    centred points' dot and cross products over the source variance (no SVD needed;
+    the same matrix to float rounding, guarded by tests/test_alignment.py).
     """
     src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
@@ -57,18 +61,13 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         raise ValueError(f"need two matching sets of >= 2 points, got {src.shape} and {dst.shape}")
     src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
     src_c, dst_c = src - src_mean, dst - dst_mean
-    src_var = (src_c**2).sum() / len(src)
-    if src_var < 1e-12:
+    src_var = float((src_c**2).sum())
+    if src_var < 1e-12 * len(src):
         raise ValueError("the source landmarks coincide; cannot align a face of zero size")
-    covariance = dst_c.T @ src_c / len(src)
-    u, singular, vt = np.linalg.svd(covariance)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1.0
-    rotation = u @ sign @ vt
-    scale = np.trace(np.diag(singular) @ sign) / src_var
-    matrix = np.empty((2, 3), dtype=np.float64)
-    matrix[:, :2] = scale * rotation
+    dot = float((src_c * dst_c).sum())
+    cross = float((src_c[:, 0] * dst_c[:, 1] - src_c[:, 1] * dst_c[:, 0]).sum())
+    a, b = dot / src_var, cross / src_var
+    matrix = np.array([[a, -b, 0.0], [b, a, 0.0]])
     matrix[:, 2] = dst_mean - matrix[:, :2] @ src_mean
     return matrix
 
@@ -84,7 +83,7 @@ def alignment_matrix(
 
 def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """Apply a 2x3 image->crop matrix, supersampling when the crop shrinks the face."""
-    zoom = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    zoom = linear_zoom(matrix)
     factor = int(min(_MAX_SUPERSAMPLE, max(1, np.floor(1.0 / max(zoom, 1e-6)))))
     big = matrix * factor
     crop = cv2.warpAffine(
@@ -98,6 +97,11 @@ def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     if factor > 1:
         crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
     return crop
+
+
+def linear_zoom(matrix: np.ndarray) -> float:
+    """Crop pixels per image pixel (along each side) of a 2x3 similarity matrix."""
+    return math.sqrt(abs(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0]))
 
 
 def align_face(

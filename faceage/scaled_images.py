@@ -26,7 +26,7 @@ from typing import Final
 
 import numpy as np
 
-from faceage.alignment import alignment_matrix
+from faceage.alignment import alignment_matrix, linear_zoom
 from faceage.image_headers import image_size_from_header
 from faceage.images import (
     ColorOrder,
@@ -63,7 +63,7 @@ def crop_zoom(landmarks: np.ndarray, *, size: int, scales: Sequence[float]) -> f
     crop is an enlargement of the face)."""
     # a crop at scale s zooms 1/s as much as the scale-1 crop (see rescale_alignment)
     matrix = alignment_matrix(landmarks, size=size)
-    return float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))) / min(scales)
+    return linear_zoom(matrix) / min(scales)
 
 
 def crop_reduction(zoom: float, *, at_most: int) -> int:

@@ -43,6 +43,27 @@ def test_similarity_transform_never_mirrors() -> None:
     assert np.linalg.det(matrix[:, :2]) > 0
 
 
+def _umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The SVD form of the proper-rotation least-squares similarity (the 0.1 code)."""
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    u, singular, vt = np.linalg.svd(dst_c.T @ src_c / len(src))
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1.0
+    scale = np.trace(np.diag(singular) @ sign) / ((src_c**2).sum() / len(src))
+    linear = scale * (u @ sign @ vt)
+    return np.hstack([linear, (dst_mean - linear @ src_mean)[:, None]])
+
+
+def test_closed_form_matches_the_svd_form_on_noisy_and_mirrored_points() -> None:
+    rng = np.random.default_rng(0)
+    for trial in range(500):
+        src = rng.uniform(0, 500, (5, 2))
+        dst = rng.uniform(0, 64, (5, 2)) if trial % 2 else src[:, ::-1] * rng.uniform(0.1, 3)
+        np.testing.assert_allclose(similarity_transform(src, dst), _umeyama(src, dst), atol=1e-9)
+
+
 def test_degenerate_landmarks_are_refused() -> None:
     with pytest.raises(ValueError, match="zero size"):
         similarity_transform(np.ones((5, 2)), CANONICAL_LANDMARKS)

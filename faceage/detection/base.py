@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 import cv2
 import numpy as np
@@ -69,6 +69,33 @@ def fit_scale(height: int, width: int, max_side: int) -> float:
     """Scale that brings the longer side down to ``max_side`` (never up)."""
     longest = max(height, width)
     return min(1.0, max_side / longest) if longest > 0 else 1.0
+
+
+#: The shortest box side, in the detector's input pixels, of a face RetinaFace finds
+#: reliably: pasted UTKFace test faces were found 96% of the time at 40 px, 89% at 32
+#: and 40% at 24 (99.7% at 64); guarded by tests/test_detection.py.
+RELIABLE_FACE_SIZE: Final = 40.0
+#: The input is never shrunk below this longer side (the network's coarsest stride).
+_MIN_INPUT_SIDE: Final = 32
+
+
+def detection_scale(
+    height: int, width: int, *, max_side: int, min_face_size: float, reduction: int = 1
+) -> float:
+    """Scale from an image (decoded at ``1/reduction``) to the detector's input.
+
+    The longer side is brought down to ``max_side`` (never up), and further down while a
+    face of ``min_face_size`` full-resolution pixels, the smallest one kept, stays at
+    least :data:`RELIABLE_FACE_SIZE` pixels in the input: detecting at more pixels than
+    that only finds faces that are then dropped. At the default ``min_face_size`` (16)
+    this never shrinks further than ``max_side`` does.
+    """
+    scale = fit_scale(height, width, max_side)
+    if min_face_size <= 0:
+        return scale
+    longest = max(height, width, 1)
+    needed = max(RELIABLE_FACE_SIZE * reduction / min_face_size, _MIN_INPUT_SIDE / longest)
+    return min(scale, needed)
 
 
 def resize_for_detector(image: np.ndarray, scale: float) -> np.ndarray:

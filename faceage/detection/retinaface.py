@@ -21,7 +21,7 @@ import numpy as np
 
 from faceage.detection.base import (
     Detection,
-    fit_scale,
+    detection_scale,
     original_shape,
     resize_for_detector,
     to_detections,
@@ -116,6 +116,10 @@ class RetinaFaceDetector:
         score_threshold: keep faces scoring at least this.
         nms_threshold: IoU above which a lower-scoring overlapping face is dropped.
         min_face_size: drop faces whose box is smaller than this many pixels (shorter side).
+            A larger one also lets detection run on fewer pixels: the image is shrunk
+            while such a face stays large enough to be found reliably
+            (:func:`~faceage.detection.base.detection_scale`); faster, but landmarks
+            come from a coarser image.
         max_side: the image is shrunk so its longer side is at most this before detection
             (aspect ratio kept, never squashed).
         providers, intra_op_num_threads: passed to onnxruntime.
@@ -158,7 +162,13 @@ class RetinaFaceDetector:
         (width, height); boxes, landmarks and ``min_face_size`` are then in the original's
         pixels (see :mod:`faceage.scaled_images`).
         """
-        scale = fit_scale(image.shape[0], image.shape[1], self.max_side)
+        scale = detection_scale(
+            image.shape[0],
+            image.shape[1],
+            max_side=self.max_side,
+            min_face_size=self.min_face_size,
+            reduction=reduction,
+        )
         resized = resize_for_detector(image, scale)
         # Fully convolutional with ceil-sized prior grids: any input size works, and padding
         # to a multiple of 32 was measured to shift landmarks of faces that fill the frame.
