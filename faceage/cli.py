@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the N most confident faces per image",
     )
     model.add_argument(
+        "--min-face-size",
+        type=_positive_int,
+        default=None,
+        metavar="PX",
+        help="skip faces narrower than PX pixels (default 16); a larger PX lets the detector "
+        "run on fewer pixels: 64 for folders of face chips is ~1.25x faster",
+    )
+    model.add_argument(
         "--providers",
         type=_provider_list,
         default=None,
@@ -372,6 +380,9 @@ def _load_estimator(args: argparse.Namespace) -> AgeEstimator:
         max_faces=args.max_faces,
         flip=args.flip,
         age_coverage=args.age_coverage,
+        detector_options=None
+        if args.min_face_size is None or args.detector == "none"
+        else {"min_face_size": float(args.min_face_size)},
     )
 
 

@@ -112,6 +112,23 @@ def test_predict_subprocess_json_lines_and_bad_file(tmp_path: Path, tiny_model: 
     assert "1 of 3 image(s)" in _one_error_line(done.stderr)
 
 
+def test_min_face_size_skips_smaller_faces(
+    tiny_model: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    face = str(real_face_files(1)[0])  # a 200x200 chip: its face is ~100-150 px wide
+
+    def widths(*extra: str) -> list[float]:
+        assert main(["predict", face, "--model", tiny_model, "--threads", "1", *extra]) == 0
+        (line,) = capsys.readouterr().out.splitlines()
+        return [f["box"][2] - f["box"][0] for f in json.loads(line)["faces"]]
+
+    found = widths()
+    assert len(found) == 1
+    assert widths("--min-face-size", "64") == pytest.approx(found, rel=0.05)  # fewer pixels
+    assert widths("--min-face-size", str(int(found[0]) + 20)) == []
+    assert main(["predict", face, "--min-face-size", "0"]) == 2
+
+
 def test_predict_in_process(
     tmp_path: Path, tiny_model: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
