@@ -71,6 +71,7 @@ from benchmarks.common import (
     RESULTS_DIR,
     ROOT,
     commands,
+    dump_manifest,
     machine_description,
     read_dataset,
     signed,
@@ -487,7 +488,7 @@ def ship(
         }
         models[int8_name] = entry
         shipped.append(int8_name)
-    manifest_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    manifest_path.write_text(dump_manifest(data), encoding="utf-8")
     return shipped
 
 

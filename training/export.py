@@ -24,6 +24,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from benchmarks.common import dump_manifest
 from training.datasets import mixture
 from training.models import ExportGraph, build_model, count_params
 from training.onnx_io import MEAN, STD, contract_inputs, run_onnx
@@ -229,7 +230,7 @@ def update_manifest(
         # new weights in the same graph run at the same speed; accuracy is re-measured
         entry["metrics"]["speed"] = previous["metrics"]["speed"]
     data["models"][name] = entry
-    MANIFEST.write_text(json.dumps(data, indent=2) + "\n")
+    MANIFEST.write_text(dump_manifest(data))
 
 
 def _one_set(figures: dict[str, Any], dataset: str) -> dict[str, Any]:
