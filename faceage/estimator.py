@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,15 +105,29 @@ class AgeEstimator:
             coverage=self.age_coverage,
             age_range=_age_range(spec),
         )
-        make_model = partial(
-            _make_model, spec, model_path, providers=providers, max_batch_size=max_batch_size
-        )
-        self.model: AgeModel | EnsembleModel = make_model(intra_op_num_threads=intra_op_num_threads)
-        # Worker threads keep the cores busy while the model runs: it runs on one thread
-        # there (made on first use), as the detector does.
-        self._thread_model = ThreadModel(
-            partial(make_model, intra_op_num_threads=1) if intra_op_num_threads is None else None
-        )
+        self.model: AgeModel | EnsembleModel
+        if isinstance(spec, EnsembleSpec):
+            if not isinstance(model_path, Mapping):
+                raise TypeError(
+                    f"ensemble {spec.name!r} needs model_path as {{member name: ONNX path}}"
+                )
+            self.model = EnsembleModel(
+                spec,
+                model_path,
+                providers=providers,
+                intra_op_num_threads=intra_op_num_threads,
+                max_batch_size=max_batch_size,
+            )
+        else:
+            if isinstance(model_path, Mapping):
+                raise TypeError(f"model {spec.name!r} needs model_path as one ONNX path")
+            self.model = AgeModel(
+                spec,
+                model_path,
+                providers=providers,
+                intra_op_num_threads=intra_op_num_threads,
+                max_batch_size=max_batch_size,
+            )
         thread_detector = None
         if isinstance(detector, str) or detector is None:
             make_detector = partial(
@@ -283,11 +296,10 @@ class AgeEstimator:
         :mod:`faceage.pipeline`)."""
         workers = check_workers(workers)
         preparer = self.preparer.for_threads() if workers > 1 else self.preparer
-        model = self._thread_model.get(self.model) if workers > 1 else self.model
         return stream(
             items,
             prepare=partial(preparer, color_order=color_order),
-            score=partial(self._score, model=model),
+            score=self._score,
             chunk_size=chunk_size,
             workers=workers,
         )
@@ -374,20 +386,15 @@ class AgeEstimator:
 
     # -- the model stage ---------------------------------------------------------------
 
-    def _score(
-        self,
-        prepared: Sequence[PreparedImage],
-        model: AgeModel | EnsembleModel | None = None,
-    ) -> list[list[Face]]:
-        """Faces of each prepared image, all their crops scored in one call of ``model``
-        (default: :attr:`model`)."""
+    def _score(self, prepared: Sequence[PreparedImage]) -> list[list[Face]]:
+        """Faces of each prepared image, all their crops scored in one model call."""
         decoded = prepared
         crops = [item.crops for item in prepared]
         total = sum(len(c) for c in crops)
         if total == 0:
             return [[] for _ in decoded]
         batch = np.concatenate([c for c in crops if len(c)])
-        outputs = self._run(batch, self.model if model is None else model)
+        outputs = self._run(batch)
         intervals = (
             None
             if self.intervals is None
@@ -407,11 +414,11 @@ class AgeEstimator:
             results.append(faces)
         return results
 
-    def _run(self, crops: np.ndarray, model: AgeModel | EnsembleModel) -> AgeOutputs:
-        outputs = model.run_crops(crops)
+    def _run(self, crops: np.ndarray) -> AgeOutputs:
+        outputs = self.model.run_crops(crops)
         if not self.flip:
             return outputs
-        mirrored = model.run_crops(mirror_crops(crops))
+        mirrored = self.model.run_crops(mirror_crops(crops))
         return AgeOutputs(
             age=(outputs.age + mirrored.age) / 2,
             age_std=_mean(outputs.age_std, mirrored.age_std),
@@ -419,40 +426,6 @@ class AgeEstimator:
             member_spread=_mean(outputs.member_spread, mirrored.member_spread),
             flip_gap=np.abs(outputs.age - mirrored.age),
         )
-
-
-def _make_model(
-    spec: ModelSpec | EnsembleSpec,
-    model_path: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]],
-    **options: Any,
-) -> AgeModel | EnsembleModel:
-    if isinstance(spec, EnsembleSpec):
-        if not isinstance(model_path, Mapping):
-            raise TypeError(
-                f"ensemble {spec.name!r} needs model_path as {{member name: ONNX path}}"
-            )
-        return EnsembleModel(spec, model_path, **options)
-    if isinstance(model_path, Mapping):
-        raise TypeError(f"model {spec.name!r} needs model_path as one ONNX path")
-    return AgeModel(spec, model_path, **options)
-
-
-class ThreadModel:
-    """The model that threaded streams score with: made once by ``make``, on first use;
-    the estimator's own model where ``make`` is None (the caller chose the threads)."""
-
-    def __init__(self, make: Callable[[], AgeModel | EnsembleModel] | None) -> None:
-        self._make = make
-        self._model: AgeModel | EnsembleModel | None = None
-        self._lock = threading.Lock()
-
-    def get(self, default: AgeModel | EnsembleModel) -> AgeModel | EnsembleModel:
-        if self._make is None:
-            return default
-        with self._lock:
-            if self._model is None:
-                self._model = self._make()
-            return self._model
 
 
 def _mean(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:

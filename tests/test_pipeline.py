@@ -200,35 +200,6 @@ def test_worker_threads_detect_on_their_own_session(tmp_path: Path) -> None:
     assert tiny_estimator(tmp_path / "b", detector=stub).preparer.for_threads().detector is stub
 
 
-def test_worker_streams_score_on_a_one_thread_model(tmp_path: Path) -> None:
-    """With the default threads, a threaded stream runs the model on its own one-thread
-    session (made once, on first use); with threads the caller chose, on the estimator's."""
-    estimator = tiny_estimator(tmp_path, detector=StubDetector())
-    files = real_face_files(3)
-    used: list[object] = []
-    original = AgeEstimator._score
-
-    def spy(self: AgeEstimator, prepared: Any, model: Any = None) -> Any:
-        used.append(model)
-        return original(self, prepared, model)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(AgeEstimator, "_score", spy)
-        sequential = estimator.predict_batch(files, workers=1)
-        parallel = estimator.predict_batch(files, workers=2, chunk_size=1)
-        again = estimator.predict_batch(files, workers=2, chunk_size=1)
-    assert _rows(parallel) == _rows(sequential) == _rows(again)
-    assert used[0] is estimator.model
-    threaded = used[1]
-    assert threaded is not estimator.model and all(m is threaded for m in used[1:])
-    assert threaded.session.get_session_options().intra_op_num_threads == 1  # type: ignore[attr-defined]
-    directory = tmp_path / "tiny-model"
-    chosen = AgeEstimator(
-        estimator.spec, directory / "model.onnx", detector=None, intra_op_num_threads=2
-    )
-    assert chosen._thread_model.get(chosen.model) is chosen.model
-
-
 def test_cli_workers_give_the_same_file(tmp_path: Path, folder: Path) -> None:
     from faceage.cli import main
 
