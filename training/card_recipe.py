@@ -22,8 +22,6 @@ def recipe_lines(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
     """The card's training bullet points after the command line."""
     return [
         _epochs_line(config, results),
-        *_schedule(config),
-        *_head_refit(config, results),
         *_distill(config),
         *_ema(config, results),
         *_mirrored(config, results),
@@ -55,8 +53,6 @@ def fmt(value: Any, digits: int = 2) -> str:
 
 
 def _epochs_line(config: dict[str, Any], results: dict[str, Any]) -> str:
-    if results["epochs"] == 0:  # the warm start and the head refit are the whole run
-        return f"- No whole-network epochs: {_start(config)}; then the head refit below."
     return (
         f"- {results['epochs']} epochs (best val at epoch {results['best_epoch']}), batch "
         f"{config['batch_size']}, {config['optimizer']} lr {config['lr']} with warm-up and "
@@ -126,18 +122,6 @@ def _start(config: dict[str, Any]) -> str:
     return text
 
 
-def _schedule(config: dict[str, Any]) -> list[str]:
-    stages = config.get("schedule_epochs", [])
-    if len(stages) < 2:
-        return []
-    restarts = ", then ".join(str(e) for e in stages[1:])
-    return [
-        f"- Learning rate: a cosine to epoch {stages[0]}, then back up and down again to "
-        f"epoch {restarts} (warm restarts; `schedule_epochs` {stages} in the config, one "
-        "command, whether the run was one or was resumed with a larger `--epochs`)."
-    ]
-
-
 def _teacher_list(specs: list[str]) -> str:
     return " and ".join(
         PEER_TEACHER_TEXT
@@ -182,47 +166,9 @@ def _distill(config: dict[str, Any]) -> list[str]:
     ]
 
 
-def _head_refit(config: dict[str, Any], results: dict[str, Any]) -> list[str]:
-    settings = config.get("head_refit")
-    if not settings:
-        return []
-    refit = [r for r in results.get("history", []) if r.get("stage") == "head_refit"]
-    best = min(refit, key=lambda r: r["val_score"]) if refit else None
-    reset = ", ".join(f"`{name}`" for name in settings.get("reset", []))
-    blocks = settings.get("train_blocks", 0)
-    trunk = (
-        f"the trunk (the backbone but its last {blocks} block{'s' if blocks > 1 else ''} and "
-        "final 1x1 conv, which train with the heads) frozen"
-        if blocks
-        else "the trunk frozen"
-    )
-    copies = settings.get("augmented_copies", 0)
-    passes = ["the un-augmented training crops"]
-    if settings.get("flip"):
-        passes.append("their mirror images")
-    if copies:
-        passes.append(f"{copies} randomly augmented cop{'ies' if copies > 1 else 'y'} of each")
-    return [
-        "- Head refit first (`training/head_refit.py`): after the warm start, "
-        + (f"modules {reset} re-initialised, " if reset else "no module re-initialised, ")
-        + f"{trunk} and run once on "
-        + ", ".join(passes[:-1])
-        + (" and " if len(passes) > 1 else "")
-        + passes[-1]
-        + ", the heads trained on its features for "
-        f"{settings['epochs']} epochs (batch {settings.get('batch_size', 128)}, AdamW lr "
-        f"{settings['lr']:g}, cosine)"
-        + (
-            f": best val MAE {best['val_score']:.2f} at refit epoch {best['epoch']}; "
-            "that model is epoch 0 of the run, kept unless a later epoch beats it on val."
-            if best
-            else "."
-        )
-    ]
-
-
 def _chosen_epoch(results: dict[str, Any]) -> dict[str, Any] | None:
-    """The history record of the chosen training epoch (not a head-refit epoch)."""
+    """The history record of the chosen epoch (records with a ``stage``, which an
+    earlier, since removed, head refit wrote, are not epochs)."""
     for record in results.get("history", []):
         if "stage" not in record and record.get("epoch") == results["best_epoch"]:
             return record

@@ -9,16 +9,7 @@ from typing import Any
 def learning_rate(
     config: dict[str, Any], step: int, total_steps: int, steps_per_epoch: int
 ) -> float:
-    """Linear warm-up, then cosine decay to ``final_lr_fraction * lr``.
-
-    ``schedule_epochs`` (e.g. ``[9, 30]``) records a run that was first trained on a
-    shorter cosine and then resumed with ``--epochs 30``: steps of the first 9 epochs
-    follow the 9-epoch cosine, later ones the 30-epoch cosine, so one command replays it.
-    """
-    for epochs in config.get("schedule_epochs", []):
-        if step < epochs * steps_per_epoch:
-            total_steps = epochs * steps_per_epoch
-            break
+    """Linear warm-up, then cosine decay to ``final_lr_fraction * lr``."""
     warmup = config.get("warmup_epochs", 1) * steps_per_epoch
     base, final = config["lr"], config["lr"] * config.get("final_lr_fraction", 0.01)
     if step < warmup:

@@ -29,7 +29,7 @@ from training.ema import WeightAverage, averaging
 from training.models import build_model, count_params
 from training.recipes import RESULTS_DIR, RUNS_DIR, load_config
 from training.schedule import learning_rate
-from training.splits import CachedSplit, epoch_order, metrics, predict, selection_score, validate
+from training.splits import CachedSplit, epoch_order, metrics, predict, validate
 
 
 def make_optimizer(config: dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -100,29 +100,6 @@ def train(
         print(f"{name}: initialised from {config['init_from_onnx']} ({worst:.4g})", flush=True)
     if config.get("channels_last", True):  # 1.5-2.5x faster convolutions on CPU
         model = model.to(memory_format=torch.channels_last)
-    refit_history: list[dict[str, Any]] = []
-    if config.get("head_refit") and starting and limit_batches is None:
-        from training.head_refit import features_key, refit_heads
-
-        refit_targets = (
-            (train_ages, train_genders) if distilling(config, 0) else (label_ages, label_genders)
-        )
-        torch.manual_seed(seed)  # the reset modules start as a fresh model of this seed has them
-        refit_history = refit_heads(
-            model,
-            build_model(config["architecture"]),
-            config,
-            (lambda rows: normalize(train_set.inputs(rows)), *refit_targets),
-            lambda ages: selection_score(metrics(val_set, ages, None)),
-            (lambda rows: normalize(val_set.inputs(rows)), len(val_set)),
-            lambda rows, generator: normalize(
-                augment(train_set.inputs(rows), config.get("augment", {}), generator)
-            ),
-            # features of a committed file's trunk are the same for every refit of it
-            cache=RUNS_DIR / "refit-features" / f"{features_key(config)}.pt"
-            if config.get("init_from_onnx")
-            else None,
-        )
     optimizer = make_optimizer(config, model)
     batch_size = config["batch_size"]
     weights = mixture(config)
@@ -131,13 +108,8 @@ def train(
     total_steps = steps_per_epoch * config["epochs"]
     state = {"epoch": 0, "best_score": float("inf"), "best_epoch": -1, "history": []}
     last = run_dir / "last.pt"
-    if refit_history:  # the refitted model is epoch 0: kept unless an epoch beats it on val
-        state["history"] = refit_history
-        state["best_score"] = min(record["val_score"] for record in refit_history)
-        state["best_epoch"] = 0
-        save_checkpoints(run_dir, model, optimizer, state, config, best=True)
     average: WeightAverage | None = None
-    if last.exists() and not fresh and not refit_history:
+    if last.exists() and not fresh:
         checkpoint = torch.load(last, weights_only=False)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])

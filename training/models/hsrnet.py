@@ -81,22 +81,14 @@ class HSRNet(nn.Module):
         self.stage_h = StagedSubNetwork(p * num_crops, q, pool, index * value_range / q)
         self.stage_l = StagedSubNetwork(p * num_crops, q, pool, index * value_range / q**2)
 
-    #: the shared conv layers; the staged sub-networks are the heads
-    trunk = ("convs",)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The k crops' last conv maps, concatenated: (N, k * p, 8, 8)."""
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() == 4:
             x = x[:, None]
         crops, n = fold_crops(x, self.num_crops)
         maps = self.convs(crops)
-        return maps.reshape(n, self.num_crops * maps.shape[1], *maps.shape[2:])
-
-    def from_features(self, maps: torch.Tensor) -> dict[str, torch.Tensor]:
+        # the k crops' last conv maps, concatenated: (N, k * p, 8, 8)
+        maps = maps.reshape(n, self.num_crops * maps.shape[1], *maps.shape[2:])
         return {"age": self.stage_h(maps) + self.stage_l(maps)}
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.from_features(self.features(x))
 
     def loss(
         self, out: dict[str, torch.Tensor], ages: torch.Tensor, genders: torch.Tensor

@@ -91,36 +91,12 @@ class MobileAgeNet(nn.Module):
         self.age_head = nn.Linear(hidden, 1)
         self.gender_head = nn.Linear(hidden, 1)
 
-        #: backbone layers ``features`` runs (the frozen trunk of ``head_refit``); the
-        #: rest of the backbone, the neck and the heads are what a refit trains
-        self.trunk_layers = len(self.backbone)
-
-    def train_last_blocks(self, blocks: int) -> None:
-        """Move the last ``blocks`` inverted-residual blocks and the final 1x1 conv out
-        of the trunk, so that ``head_refit`` trains them with the heads."""
-        if not 0 <= blocks <= len(LARGE_BLOCKS):
-            raise ValueError(f"train_blocks must be 0..{len(LARGE_BLOCKS)}, got {blocks}")
-        stem = 3  # conv, BatchNorm, h-swish; then one layer per block
-        last_block = stem + len(LARGE_BLOCKS)
-        self.trunk_layers = last_block - blocks if blocks else len(self.backbone)
-
-    @property
-    def trunk(self) -> tuple[str, ...]:
-        return tuple(f"backbone.{i}" for i in range(self.trunk_layers))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The trunk's output: the pooled 960 features unless ``train_last_blocks``."""
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() == 5:
             x = x[:, 0]
-        return self.backbone[: self.trunk_layers](x)
-
-    def from_features(self, maps: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.neck(self.backbone[self.trunk_layers :](maps))
+        features = self.neck(self.backbone(x))
         age = AGE_MAX * torch.sigmoid(self.age_head(features)).squeeze(1)
         return {"age": age, "gender_logit": self.gender_head(features).squeeze(1)}
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.from_features(self.features(x))
 
     def loss(
         self, out: dict[str, torch.Tensor], ages: torch.Tensor, genders: torch.Tensor

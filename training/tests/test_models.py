@@ -34,33 +34,6 @@ def test_mobileagenet_bounded_age() -> None:
     assert 0 <= float(out["age"]) <= 116
 
 
-def test_mobileagenet_splits_into_trunk_and_heads() -> None:
-    model = build_model("mobileagenet").eval()
-    x = torch.randn(2, 3, 112, 112)
-    pooled = model.features(x)
-    assert pooled.shape == (2, 960)
-    whole, split = model(x), model.from_features(pooled)
-    for key in ("age", "gender_logit"):
-        assert torch.equal(whole[key], split[key])
-
-
-def test_mobileagenet_can_move_its_last_blocks_out_of_the_trunk() -> None:
-    model = build_model("mobileagenet").eval()
-    x = torch.randn(2, 3, 112, 112)
-    whole = model(x)
-    model.train_last_blocks(2)
-    maps = model.features(x)
-    assert maps.shape == (2, 160, 4, 4)  # the output of block 13 of 15
-    assert model.trunk[-1] == "backbone.15" and "backbone.16" not in model.trunk
-    split = model.from_features(maps)
-    for key in ("age", "gender_logit"):
-        assert torch.equal(whole[key], split[key])
-    model.train_last_blocks(0)
-    assert model.features(x).shape == (2, 960)
-    with pytest.raises(ValueError, match="train_blocks"):
-        model.train_last_blocks(16)
-
-
 def test_two_point_representation_reconstructs_age() -> None:
     ages = torch.tensor([0.0, 4.0, 68.0, 74.0, 116.0])
     target = two_point_representation(ages)
