@@ -215,10 +215,10 @@ def readme_section(results: dict[str, Any]) -> str:
         "measured once on test. Per age group, per level, by detection score and face size: "
         "`benchmarks/results/intervals.md`.",
         f"- At {level} the intervals hold {span('utkface')} of UTKFace test faces and "
-        f"{span('aaf')} of AAF test faces. Every model learned from UTKFace alone; AAF's "
-        "faces (mostly East Asian, adults under-estimated) are harder for them in a way "
-        "neither the mirror gap nor the members' spread sees, so one calibration for both "
-        "is too wide on UTKFace and too narrow on AAF. By true age group (100+ faces) "
+        f"{span('aaf')} of AAF test faces. AAF's faces (mostly East Asian, adults "
+        "under-estimated) stay harder for every model, in a way neither the mirror gap nor "
+        "the members' spread sees, so one calibration for both is wider than needed on "
+        "UTKFace and narrower on AAF. By true age group (100+ faces) "
         f"coverage runs from {low} to {high}.",
         f"- **Shift**: fitted on UTKFace val alone, the {level} intervals hold only "
         f"{_pct(min(shift))}-{_pct(max(shift))} of AAF test faces (last column). Expect "
