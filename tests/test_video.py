@@ -280,7 +280,20 @@ def test_cli_video_jsonl_every_and_missing_input(
 
 def test_cli_ctrl_c_leaves_complete_files(tmp_path: Path, clips: dict[str, Clip]) -> None:
     out, summary, drawn = tmp_path / "faces.csv", tmp_path / "tracks.csv", tmp_path / "a.mp4"
-    command = [sys.executable, "-m", "faceage", "video", str(clips["handover"].path)]
+    # the clip five times over (600 frames, ~7 s to score), so that it is still running
+    # when the interrupt comes however fast the machine is
+    capture = cv2.VideoCapture(str(clips["handover"].path))
+    frames = []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(frame)
+    capture.release()
+    long_clip = tmp_path / "long.avi"
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(long_clip), cv2.VideoWriter.fourcc(*"MJPG"), 25, (width, height))
+    for frame in frames * 5:
+        writer.write(frame)
+    writer.release()
+    command = [sys.executable, "-m", "faceage", "video", str(long_clip)]
     command += ["--out", str(out), "--summary", str(summary), "--draw", str(drawn)]
     process = subprocess.Popen(
         command,
@@ -300,7 +313,7 @@ def test_cli_ctrl_c_leaves_complete_files(tmp_path: Path, clips: dict[str, Clip]
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     rows = list(csv.DictReader(out.open()))
-    assert 10 <= len(rows) < 120 and out.read_text().endswith("\n")
+    assert 10 <= len(rows) < 5 * len(frames) and out.read_text().endswith("\n")
     tracks = list(csv.DictReader(summary.open()))
     assert tracks and tracks[0]["track_id"] == "1"
     capture = cv2.VideoCapture(str(drawn))
